@@ -1,0 +1,1 @@
+"""Alerts: spike detection, alert lifecycle, email outbox and daily digest (to come)."""

@@ -1,0 +1,1 @@
+"""Pulse core: settings, database, models, migrations, read-side queries, users, export."""

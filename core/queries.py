@@ -1,0 +1,74 @@
+"""Read-side queries shared by the dashboard, alerts and digest: plain functions, no Dash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Engine, func, select
+
+from core.db import read_session
+from core.models import Message, SourceState
+
+
+@dataclass(frozen=True)
+class VolumeStats:
+    """Message counts for the overview tiles."""
+
+    total: int
+    last_hour: int
+    last_24h: int
+    latest_received_at: datetime | None
+
+
+def _hour_bucket(engine: Engine, column: ColumnElement[datetime]) -> ColumnElement[str]:
+    if engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:00:00", column)
+    return func.to_char(func.date_trunc("hour", column), "YYYY-MM-DD HH24:00:00")
+
+
+def data_version(engine: Engine) -> str:
+    """A cheap token that changes whenever messages are added; dashboards poll it."""
+    with read_session(engine) as session:
+        latest_id, count = session.execute(
+            select(func.max(Message.id), func.count(Message.id))
+        ).one()
+    return f"{latest_id or 0}:{count}"
+
+
+def volume_stats(engine: Engine, now: datetime) -> VolumeStats:
+    """Totals: all time, the last hour, the last 24 hours, and the newest message's time."""
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(hours=24)
+    recent = select(
+        func.count(Message.id).filter(Message.received_at > hour_ago),
+        func.count(Message.id).filter(Message.received_at > day_ago),
+    ).where(Message.received_at <= now)
+    with read_session(engine) as session:
+        total, latest = session.execute(
+            select(func.count(Message.id), func.max(Message.received_at))
+        ).one()
+        last_hour, last_24h = session.execute(recent).one()
+    return VolumeStats(total, last_hour, last_24h, latest)
+
+
+def hourly_volume(engine: Engine, since: datetime, until: datetime) -> pd.DataFrame:
+    """Messages per UTC hour and source kind in [since, until): columns hour, source_kind, n."""
+    bucket = _hour_bucket(engine, Message.received_at).label("hour")
+    query = (
+        select(bucket, Message.source_kind, func.count(Message.id).label("n"))
+        .where(Message.received_at >= since, Message.received_at < until)
+        .group_by(bucket, Message.source_kind)
+        .order_by(bucket)
+    )
+    with read_session(engine) as session:
+        rows = session.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["hour", "source_kind", "n"])
+    frame["hour"] = pd.to_datetime(frame["hour"], utc=True)
+    return frame
+
+
+def source_health(engine: Engine) -> list[SourceState]:
+    """Every source's cursor and health, by name."""
+    with read_session(engine) as session:
+        return list(session.scalars(select(SourceState).order_by(SourceState.source_name)))

@@ -1,0 +1,106 @@
+"""The one settings object: environment variables prefixed ``PULSE_``, optionally a ``.env`` file.
+
+Every field here is documented in the README's configuration table (a test checks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_DATABASE_URL = "sqlite:///data/pulse.db"
+
+
+class Settings(BaseSettings):
+    """Pulse configuration. Read from ``PULSE_*`` environment variables and ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="PULSE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL. A relative SQLite path is relative to the project folder. "
+        "PostgreSQL: `postgresql+psycopg://user:password@host/dbname`.",
+    )
+    host: str = Field("127.0.0.1", description="Address the web dashboard listens on.")
+    port: int = Field(8050, description="Port the web dashboard listens on.")
+    timezone: str = Field(
+        "America/New_York",
+        description="The district's time zone (IANA name): school-day rhythm, daily windows.",
+    )
+    district_name: str = Field(
+        "Maple Valley", description="The district's name, shown in the dashboard title."
+    )
+    author_hash_key: SecretStr | None = Field(
+        None,
+        description="Secret key for hashing message authors. Unset: a random key is made once "
+        "and kept in `data/secrets/author_hash.key`.",
+    )
+    max_body_chars: int = Field(
+        20000, description="Longer message bodies are truncated (and flagged) at ingest."
+    )
+    demo_enabled: bool = Field(
+        False, description="Run the demo source in the worker (`app.py run` turns it on)."
+    )
+    demo_messages_per_day: int = Field(
+        2000, description="Demo source: messages on an ordinary school day (weekends fewer)."
+    )
+    demo_backfill_days: int = Field(
+        14, description="Demo source: days of history generated on its first run."
+    )
+    demo_interval_seconds: int = Field(5, description="Demo source: seconds between pulls.")
+    demo_seed: int = Field(7, description="Demo source: random seed (same seed, same history).")
+    dashboard_refresh_seconds: int = Field(
+        5, description="How often open dashboards check for new data."
+    )
+    log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'America/Chicago'"
+            ) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The district's time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute under the project folder."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url[len(prefix) :]
+            if path and path != ":memory:" and not Path(path).is_absolute():
+                return prefix + str(PROJECT_ROOT / path)
+        return self.database_url
+
+    @cached_property
+    def author_key(self) -> bytes:
+        """The key used to hash authors: from settings, else a generated key kept on disk."""
+        if self.author_hash_key is not None:
+            return self.author_hash_key.get_secret_value().encode()
+        key_file = DATA_DIR / "secrets" / "author_hash.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            draft = key_file.with_suffix(f".{secrets.token_hex(4)}.tmp")
+            draft.write_text(secrets.token_hex(32))
+            draft.chmod(0o600)
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(draft, key_file)
+            draft.unlink()
+        return key_file.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Topic modelling: embeddings, BERTopic fits with stable topic IDs, live assignment (to come)."""
