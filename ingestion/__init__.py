@@ -1,0 +1,1 @@
+"""Ingestion: the connector contract, normalisation, the sync runner and the sources."""

@@ -1,0 +1,180 @@
+"""Importing message files: JSONL and CSV in the format of DESIGN.md.
+
+One message per JSONL line (or CSV row) with ``id``, ``received_at`` (ISO 8601) and ``body``
+required; ``source`` (default ``import``), ``subject``, ``author`` and ``school`` optional.
+A bad line is reported with its line number and skipped; it never stops the import.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from core.db import write_session
+from core.messages import NewMessage, upsert_messages
+from core.models import SOURCE_KINDS
+from core.settings import Settings
+from ingestion.base import RawMessage
+from ingestion.normalize import normalize
+
+FORMATS = ("jsonl", "csv")
+DEFAULT_SOURCE = "import"
+BATCH_SIZE = 1000
+OPTIONAL_FIELDS = ("source", "subject", "author", "school")
+
+
+class BadRow(ValueError):
+    """A line that cannot be imported; the message says what is wrong and how to fix it."""
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows read, new rows stored, rows already present, bad lines."""
+
+    rows: int = 0
+    new: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        """Good rows that were already stored (by source and id)."""
+        return self.rows - len(self.errors) - self.new
+
+
+def detect_format(path: Path) -> str:
+    """``jsonl`` or ``csv`` from the file's extension."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    if suffix in ("csv", "tsv"):
+        return "csv"
+    raise BadRow(
+        f"cannot tell the format of {path.name!r}: name it .jsonl or .csv, or pass --format"
+    )
+
+
+def _text(record: dict[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRow(f"field {key!r} must be text, got {type(value).__name__}")
+    return str(value)
+
+
+def _required_text(record: dict[str, Any], key: str) -> str:
+    value = _text(record, key)
+    if value is None:
+        raise BadRow(f"missing required field {key!r}")
+    return value
+
+
+def record_to_raw(record: dict[str, Any], tz: ZoneInfo) -> RawMessage:
+    """A RawMessage from one parsed record; a time without zone is read in the district's zone."""
+    if not isinstance(record, dict):
+        raise BadRow(f"expected a JSON object, got {type(record).__name__}")
+    external_id = _required_text(record, "id")
+    stamp = _required_text(record, "received_at")
+    body = _required_text(record, "body")
+    try:
+        received_at = datetime.fromisoformat(stamp.strip())
+    except ValueError as exc:
+        raise BadRow(
+            f"received_at {stamp!r} is not an ISO 8601 time (e.g. 2026-01-15T07:30:00-05:00)"
+        ) from exc
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=tz)
+    source = _text(record, "source") or DEFAULT_SOURCE
+    return RawMessage(
+        source_name=source,
+        external_id=external_id,
+        received_at=received_at,
+        body=body,
+        author=_text(record, "author"),
+        subject=_text(record, "subject"),
+        school=_text(record, "school"),
+        source_kind=source if source in SOURCE_KINDS else DEFAULT_SOURCE,
+    )
+
+
+def read_records(path: Path, fmt: str) -> Iterator[tuple[int, int, dict[str, Any] | BadRow]]:
+    """(line number, bytes read so far, record or the reason the line is bad) for each line."""
+    with path.open("rb") as handle:
+        if fmt == "jsonl":
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, handle.tell(), json.loads(line.decode("utf-8-sig"))
+                except UnicodeDecodeError:
+                    yield number, handle.tell(), BadRow("not UTF-8 text: save the file as UTF-8")
+                except json.JSONDecodeError as exc:
+                    yield number, handle.tell(), BadRow(f"not valid JSON ({exc.msg})")
+        else:
+            yield from _read_csv(handle)
+
+
+def _read_csv(handle: Any) -> Iterator[tuple[int, int, dict[str, Any] | BadRow]]:
+    text = (line.decode("utf-8-sig", errors="replace") for line in handle)
+    reader = csv.DictReader(text)
+    missing = {"id", "received_at", "body"} - set(reader.fieldnames or [])
+    if missing:
+        raise BadRow(f"CSV header lacks {', '.join(sorted(missing))}: first line must name columns")
+    line = 1
+    for row in reader:
+        line_start = line + 1
+        line = reader.line_num
+        if None in row:
+            yield line_start, handle.tell(), BadRow("more fields than the header names")
+        else:
+            yield line_start, handle.tell(), row
+
+
+def import_file(
+    engine: Engine,
+    path: Path,
+    settings: Settings,
+    fmt: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import a JSONL or CSV file of messages; re-importing the same file adds nothing.
+
+    ``on_progress`` is called with the number of bytes read so far.
+    """
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise BadRow(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    report = ImportReport()
+    batch: list[NewMessage] = []
+
+    def flush() -> None:
+        with write_session(engine) as session:
+            report.new += upsert_messages(session.connection(), batch)
+        batch.clear()
+
+    for line, position, record in read_records(path, fmt):
+        report.rows += 1
+        try:
+            if isinstance(record, BadRow):
+                raise record
+            raw = record_to_raw(record, settings.tz)
+            batch.append(
+                normalize(raw, DEFAULT_SOURCE, settings.author_key, settings.max_body_chars)
+            )
+        except BadRow as exc:
+            report.errors.append((line, str(exc)))
+        if len(batch) >= BATCH_SIZE:
+            flush()
+        if on_progress:
+            on_progress(position)
+    if batch:
+        flush()
+    return report
