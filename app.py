@@ -1,0 +1,187 @@
+"""Pulse command line: a thin layer over the plain Python API of core/, ingestion/, dashboard/."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from core.db import create_db_engine, migrate
+from core.export import EXPORT_FORMATS, export_messages
+from core.models import ROLES
+from core.settings import Settings
+from core.users import UserError, add_user, list_users
+from core.worker import configured_sources, schedule_jobs
+from ingestion.files import FORMATS, BadRow, import_file
+
+
+class Runtime:
+    """Settings and a migrated database engine, made once per command."""
+
+    def __init__(self) -> None:
+        try:
+            self.settings = Settings()
+        except ValidationError as exc:
+            raise click.ClickException(f"bad configuration (PULSE_* settings):\n{exc}") from exc
+        logging.basicConfig(
+            level=self.settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
+        self.engine: Engine = create_db_engine(self.settings.resolved_database_url)
+        migrate(self.engine)
+
+
+def _serve_web(runtime: Runtime, host: str | None, port: int | None) -> None:
+    from dashboard.app import create_app  # Dash is imported only by commands that serve it
+
+    host = host or runtime.settings.host
+    port = port or runtime.settings.port
+    app = create_app(runtime.settings, runtime.engine)
+    click.echo(f"Pulse dashboard: http://{host}:{port}/", err=True)
+    app.run(host=host, port=port, debug=False)
+
+
+def _stop_on_sigterm() -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group()
+def cli() -> None:
+    """Pulse: what a school district's community is writing about, live."""
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: PULSE_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default: PULSE_PORT).")
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Run the demo source.")
+def run(host: str | None, port: int | None, demo: bool) -> None:
+    """Everything on one box: migrations, the worker's scheduler and the dashboard."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    runtime = Runtime()
+    scheduler = BackgroundScheduler(timezone=runtime.settings.tz)
+    sources = configured_sources(runtime.settings, demo=demo or runtime.settings.demo_enabled)
+    schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
+    scheduler.start()
+    _stop_on_sigterm()
+    try:
+        _serve_web(runtime, host, port)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: PULSE_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default: PULSE_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """The dashboard alone (development server; use gunicorn in production, see README)."""
+    _stop_on_sigterm()
+    _serve_web(Runtime(), host, port)
+
+
+@cli.command()
+def worker() -> None:
+    """The background worker: scheduled ingestion (run exactly one)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    runtime = Runtime()
+    scheduler = BlockingScheduler(timezone=runtime.settings.tz)
+    sources = configured_sources(runtime.settings, demo=runtime.settings.demo_enabled)
+    schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
+    _stop_on_sigterm()
+    click.echo(f"Pulse worker: {len(sources)} source(s) scheduled", err=True)
+    scheduler.start()
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Bring the database schema up to date (every other command does this on start too)."""
+    Runtime()
+    click.echo("database is up to date", err=True)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="File format (default: from its extension)."
+)
+def import_command(file: Path, fmt: str | None) -> None:
+    """Import messages from a JSONL or CSV FILE (bad lines are reported and skipped)."""
+    runtime = Runtime()
+    size = file.stat().st_size
+    try:
+        with click.progressbar(length=size, label=f"Importing {file.name}", file=sys.stderr) as bar:
+            seen = 0
+
+            def advance(position: int) -> None:
+                nonlocal seen
+                bar.update(position - seen)
+                seen = position
+
+            report = import_file(runtime.engine, file, runtime.settings, fmt, advance)
+    except BadRow as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line, reason in report.errors:
+        click.echo(f"{file.name}:{line}: skipped: {reason}", err=True)
+    click.echo(
+        f"{report.rows} rows: {report.new} new, {report.duplicates} already stored, "
+        f"{len(report.errors)} skipped"
+    )
+
+
+@cli.group()
+def export() -> None:
+    """Export data."""
+
+
+@export.command("messages")
+@click.option(
+    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="Default: stdout."
+)
+def export_messages_command(fmt: str, output: click.utils.LazyFile) -> None:
+    """Export every message (the JSONL re-imports with `app.py import`)."""
+    count = export_messages(Runtime().engine, fmt, output)
+    click.echo(f"exported {count} messages", err=True)
+
+
+@cli.group()
+def users() -> None:
+    """Manage dashboard users."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the user may see.")
+@click.password_option(help="Prompted for when not given.")
+def users_add(username: str, role: str, password: str) -> None:
+    """Add a user with a ROLE: wall < viewer < analyst < admin."""
+    try:
+        add_user(Runtime().engine, username, password, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added {username} ({role})")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users and their roles."""
+    for user in list_users(Runtime().engine):
+        state = "" if user.active else " (disabled)"
+        click.echo(f"{user.username}\t{user.role}{state}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""The Dash dashboard: app factory, pages, figure builders."""

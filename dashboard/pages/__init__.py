@@ -1,0 +1,1 @@
+"""Pages registered with dash.register_page; Dash imports every module here."""
