@@ -52,13 +52,12 @@ def upsert_messages(
     limit = MAX_BOUND_PARAMETERS // len(rows[0])
     size = min(batch_size or limit, limit)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    inserted = 0
-    for start in range(0, len(rows), size):
-        stmt = (
-            insert(Message)
-            .values(rows[start : start + size])
-            .on_conflict_do_nothing(index_elements=["source_name", "external_id"])
-            .returning(Message.id)
-        )
-        inserted += len(conn.execute(stmt).all())
-    return inserted
+    stmt = (
+        insert(Message)
+        .on_conflict_do_nothing(index_elements=["source_name", "external_id"])
+        .returning(Message.id)
+    )
+    # An executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
+    # of at most `size` rows each, compiling the statement once.
+    paged = conn.execution_options(insertmanyvalues_page_size=size)
+    return len(paged.execute(stmt, rows).all())
