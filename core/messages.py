@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ def upsert_messages(
     """
     if not messages:
         return 0
-    rows = [asdict(m) for m in messages]
+    rows = [dict(vars(m)) for m in messages]  # shallow: asdict() deep-copies every field
     limit = MAX_BOUND_PARAMETERS // len(rows[0])
     size = min(batch_size or limit, limit)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
