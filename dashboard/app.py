@@ -1,4 +1,8 @@
-"""The Dash app factory: pages from dashboard/pages, assets from assets/, a JSON health endpoint."""
+"""The Dash app factory: pages from dashboard/pages, assets from assets/, a JSON health endpoint.
+
+Everything the browser loads is served from here (Bootstrap's CSS is in assets/), so the
+dashboard works on a network with no internet access.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ def create_app(settings: Settings, engine: Engine) -> Dash:
         use_pages=True,
         pages_folder=str(PAGES_DIR),
         assets_folder=str(ASSETS_DIR),
-        external_stylesheets=[dbc.themes.BOOTSTRAP],
         title=f"Pulse · {settings.district_name}",
         suppress_callback_exceptions=True,
     )

@@ -1,0 +1,95 @@
+"""Dashboard: figure builders, the overview callback, the health endpoint."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from dash.exceptions import PreventUpdate
+
+from core.db import write_connection
+from core.messages import NewMessage, upsert_messages
+from core.models import utcnow
+from core.queries import data_version, hourly_volume, volume_stats
+from dashboard.figures import volume_figure
+
+
+def add(engine, n: int, kind: str, start: datetime) -> None:
+    messages = [
+        NewMessage(kind, kind, f"{kind}{start.timestamp()}-{i}", start + timedelta(minutes=i),
+                   f"body {i}", f"h{i}")
+        for i in range(n)
+    ]  # fmt: skip
+    with write_connection(engine) as conn:
+        upsert_messages(conn, messages)
+
+
+def test_queries_count_by_hour_and_channel(db_engine):
+    hour = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    add(db_engine, 30, "sms", hour)  # 12:00-12:29
+    add(db_engine, 70, "email", hour + timedelta(minutes=30))  # 12:30-13:39
+    volume = hourly_volume(db_engine, hour, hour + timedelta(hours=3))
+    counts = {(r.hour.hour, r.source_kind): r.n for r in volume.itertuples()}
+    assert counts == {(12, "sms"): 30, (12, "email"): 30, (13, "email"): 40}
+    assert str(volume["hour"].dt.tz) == "UTC"
+    stats = volume_stats(db_engine, hour + timedelta(minutes=100))
+    assert (stats.total, stats.last_24h) == (100, 100)
+    assert stats.last_hour == 59 and stats.latest_received_at == hour + timedelta(minutes=99)
+    version = data_version(db_engine)
+    add(db_engine, 1, "social", hour)
+    assert data_version(db_engine) != version
+
+
+def test_volume_figure_stacks_channels_in_local_time(settings):
+    volume = pd.DataFrame(
+        {"hour": pd.to_datetime(["2026-03-02 12:00", "2026-03-02 12:00", "2026-03-02 13:00"],
+                                utc=True),
+         "source_kind": ["sms", "email", "sms"], "n": [3, 4, 5]}
+    )  # fmt: skip
+    figure = volume_figure(volume, settings.tz)
+    assert figure.layout.barmode == "stack"
+    traces = {t.name: t for t in figure.data}
+    assert set(traces) == {"sms", "email"}
+    assert list(traces["sms"].y) == [3, 5]
+    assert pd.Timestamp(traces["sms"].x[0]).hour == 7  # 12:00 UTC is 07:00 in New York
+
+
+@pytest.fixture
+def app(settings):
+    from core.db import create_db_engine, migrate
+    from dashboard.app import create_app
+
+    engine = create_db_engine(settings.resolved_database_url)
+    migrate(engine)
+    return create_app(settings, engine), engine
+
+
+def test_overview_callback_refreshes_only_when_data_changed(app):
+    from dashboard.pages.overview import refresh_overview
+
+    dash_app, engine = app
+    add(engine, 12, "sms", utcnow() - timedelta(minutes=30))
+    with dash_app.server.test_request_context("/"):
+        last_hour, last_24h, total, latest, figure, version = refresh_overview(1, None)
+        assert (last_hour, last_24h, total) == ("12", "12", "12") and latest != "none yet"
+        assert sum(sum(trace.y) for trace in figure.data) == 12
+        with pytest.raises(PreventUpdate):
+            refresh_overview(2, version)
+
+
+def test_health_endpoint_and_pages_respond(app):
+    dash_app, engine = app
+    add(engine, 3, "email", utcnow() - timedelta(minutes=5))
+    client = dash_app.server.test_client()
+    health = client.get("/health").get_json()
+    assert health["status"] == "ok" and health["messages"] == 3
+    page = client.get("/")
+    assert page.status_code == 200
+    # offline-first: every stylesheet and script comes from this server, none from a CDN
+    external = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', page.text)
+    assert external == []
+    assert "bootstrap.min.css" in page.text
+    layout = client.get("/_dash-layout")
+    assert layout.status_code == 200 and b"Pulse" in layout.data
