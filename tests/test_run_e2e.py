@@ -1,4 +1,4 @@
-"""`python app.py run` on a fresh database: migrations, demo source, dashboard, live arrivals."""
+"""Whole processes on a fresh database: `app.py run`, and gunicorn beside `app.py worker`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,12 @@ def bar_total(values: list | dict) -> int:
     return sum(values)
 
 
-def wait_for(condition, limit: float, process: subprocess.Popen):
+def wait_for(condition, limit: float, *processes: subprocess.Popen):
+    """The first truthy value of ``condition()`` within ``limit`` seconds; processes must live."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        assert process.poll() is None, "app.py run exited early"
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited early"
         try:
             value = condition()
             if value:
@@ -55,9 +59,9 @@ def wait_for(condition, limit: float, process: subprocess.Popen):
     raise AssertionError(f"not reached within {limit} s")
 
 
-def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path):
-    port = free_port()
-    env = {
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh SQLite database and a demo source fast enough to see arrivals every second."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PULSE_")},
         "PULSE_DATABASE_URL": f"sqlite:///{tmp_path / 'pulse.db'}",
         "PULSE_AUTHOR_HASH_KEY": "e2e",
@@ -65,25 +69,45 @@ def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path)
         "PULSE_DEMO_INTERVAL_SECONDS": "1",
         "PULSE_DEMO_MESSAGES_PER_DAY": "200000",  # new messages every second, day and night
     }
-    log = (tmp_path / "run.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "run", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        first = wait_for(lambda: get_json(f"{base}/health")["messages"] > 0 and
-                         get_json(f"{base}/health"), STARTUP_LIMIT_S, process)  # fmt: skip
-        later = wait_for(
-            lambda: (h := get_json(f"{base}/health"))["messages"] > first["messages"] and h,
-            30,
-            process,
-        )
-        assert later["data_version"] != first["data_version"]
 
+
+@contextmanager
+def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A process running ``command`` in the project folder, stopped with SIGTERM afterwards."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            finally:
+                process.kill()
+                process.wait()
+
+
+def arrivals(base: str, *processes: subprocess.Popen) -> tuple[dict, dict]:
+    """Two health readings from ``base``, the second showing more messages than the first."""
+    first = wait_for(lambda: (h := get_json(f"{base}/health"))["messages"] > 0 and h,
+                     STARTUP_LIMIT_S, *processes)  # fmt: skip
+    later = wait_for(
+        lambda: (h := get_json(f"{base}/health"))["messages"] > first["messages"] and h,
+        30,
+        *processes,
+    )
+    assert later["data_version"] != first["data_version"]
+    return first, later
+
+
+def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "app.py", "run", "--port", str(port)]
+    with started(command, demo_env(tmp_path), tmp_path / "run.log") as process:
+        _first, later = arrivals(base, process)
         with urllib.request.urlopen(f"{base}/", timeout=5) as page:
             assert page.status == 200 and b"Pulse" in page.read()
         outputs = ["kpi-last-hour", "kpi-last-24h", "kpi-total", "kpi-latest"]
@@ -105,11 +129,20 @@ def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path)
         bars = update["response"]["volume-graph"]["figure"]["data"]
         assert {bar["name"] for bar in bars} <= set(SOURCE_KINDS) and bars
         assert sum(bar_total(bar["y"]) for bar in bars) == total  # every message is in the chart
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        finally:
-            process.kill()
-            log.close()
+    assert process.returncode == 0  # SIGTERM is a clean stop
     assert "Pulse dashboard: http://127.0.0.1:" in (tmp_path / "run.log").read_text()
+
+
+def test_production_layout_gunicorn_web_and_one_worker(tmp_path: Path):
+    env = {**demo_env(tmp_path), "PULSE_DEMO_ENABLED": "true"}
+    port = free_port()
+    gunicorn = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind",
+                f"127.0.0.1:{port}", "dashboard.wsgi:server"]  # fmt: skip
+    worker = [sys.executable, "app.py", "worker"]
+    with (
+        started(worker, env, tmp_path / "worker.log") as worker_process,
+        started(gunicorn, env, tmp_path / "web.log") as web_process,
+    ):
+        arrivals(f"http://127.0.0.1:{port}", worker_process, web_process)
+    assert worker_process.returncode == 0
+    assert "1 source(s) scheduled" in (tmp_path / "worker.log").read_text()
