@@ -26,6 +26,7 @@ class NewMessage:
     received_at: datetime
     body: str
     content_hash: str
+    near_hash: int | None = None
     author: str | None = None
     author_hash: str | None = None
     subject: str | None = None

@@ -106,6 +106,7 @@ class Message(Base):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     topic_score: Mapped[float | None] = mapped_column(Float)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    near_hash: Mapped[int | None] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
@@ -134,6 +135,9 @@ class SourceState(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     messages_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    fetched_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
 
 
 class Topic(Base):

@@ -68,7 +68,63 @@ def hourly_volume(engine: Engine, since: datetime, until: datetime) -> pd.DataFr
     return frame
 
 
-def source_health(engine: Engine) -> list[SourceState]:
-    """Every source's cursor and health, by name."""
+@dataclass(frozen=True)
+class SourceHealth:
+    """One source's health as the Sources view shows it; ``status`` is ok|failing|down|waiting."""
+
+    name: str
+    kind: str
+    status: str
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    messages_total: int
+    fetched_total: int
+    failures_total: int
+    interval_seconds: int | None
+
+
+def source_status(state: SourceState, now: datetime, down_after_intervals: int) -> str:
+    """``down`` when a source has had no success for ``down_after_intervals`` of its intervals.
+
+    A source that has never succeeded is down after that many failed attempts in a row;
+    ``failing`` means its last attempt failed but it is not down yet; ``waiting`` means it has
+    not been tried.
+    """
+    if state.last_attempt_at is None:
+        return "waiting"
+    if state.last_success_at is None:
+        return "down" if state.consecutive_failures >= down_after_intervals else "failing"
+    interval = state.interval_seconds or 0
+    silent = (now - state.last_success_at).total_seconds()
+    if state.consecutive_failures and silent >= down_after_intervals * interval:
+        return "down"
+    return "failing" if state.consecutive_failures else "ok"
+
+
+def source_health(engine: Engine, now: datetime, down_after_intervals: int) -> list[SourceHealth]:
+    """Every source's health, by name, for the Sources view and the source-down alert."""
     with read_session(engine) as session:
-        return list(session.scalars(select(SourceState).order_by(SourceState.source_name)))
+        states = session.scalars(select(SourceState).order_by(SourceState.source_name)).all()
+    return [
+        SourceHealth(
+            name=s.source_name,
+            kind=s.source_kind,
+            status=source_status(s, now, down_after_intervals),
+            last_attempt_at=s.last_attempt_at,
+            last_success_at=s.last_success_at,
+            last_error=s.last_error,
+            consecutive_failures=s.consecutive_failures,
+            messages_total=s.messages_total,
+            fetched_total=s.fetched_total,
+            failures_total=s.failures_total,
+            interval_seconds=s.interval_seconds,
+        )
+        for s in states
+    ]
+
+
+def down_sources(engine: Engine, now: datetime, down_after_intervals: int) -> list[SourceHealth]:
+    """The sources in the ``source_down`` condition (the alerts engine turns them into alerts)."""
+    return [h for h in source_health(engine, now, down_after_intervals) if h.status == "down"]

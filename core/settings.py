@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     )
     demo_interval_seconds: int = Field(5, description="Demo source: seconds between pulls.")
     demo_seed: int = Field(7, description="Demo source: random seed (same seed, same history).")
+    sources_file: Path = Field(
+        Path("sources.toml"),
+        description="The sources file (see `sources.example.toml`); relative to the project "
+        "folder. Missing: only the demo source (when on) runs.",
+    )
+    sync_max_attempts: int = Field(
+        4, description="Tries per sync when a source fails in a passing way (timeout, 429, 5xx)."
+    )
+    sync_backoff_seconds: float = Field(
+        1.0, description="First retry waits up to this long; each retry doubles it (with jitter)."
+    )
+    sync_backoff_max_seconds: float = Field(
+        30.0, description="Longest wait between retries within one sync."
+    )
+    source_down_intervals: int = Field(
+        3, description="A source with no success for this many of its intervals is down."
+    )
     dashboard_refresh_seconds: int = Field(
         5, description="How often open dashboards check for new data."
     )

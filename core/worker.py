@@ -10,11 +10,12 @@ from core.settings import Settings
 from ingestion.base import Connector
 from ingestion.demo import DemoSource
 from ingestion.runner import sync_source
+from ingestion.sources import load_sources
 
 
 def configured_sources(settings: Settings, demo: bool) -> list[Connector]:
-    """The connectors this worker pulls from."""
-    sources: list[Connector] = []
+    """The connectors this worker pulls: those in the sources file, and the demo source if on."""
+    sources = list(load_sources(settings).sources)
     if demo:
         sources.append(DemoSource(settings))
     return sources

@@ -81,11 +81,30 @@ def mime_to_text(raw: bytes) -> tuple[str, str | None, bool]:
     return (html_to_text(content) if is_html else content), subject, is_html
 
 
-def content_hash(text: str) -> str:
-    """A hash of the text with case, accents, punctuation and spacing ignored (near-duplicates)."""
+def folded_words(text: str) -> list[str]:
+    """The words of ``text`` with case, accents and punctuation ignored."""
     folded = unicodedata.normalize("NFKD", text.casefold())
-    letters = "".join(c for c in folded if c.isalnum() or c.isspace())
-    return hashlib.sha256(" ".join(letters.split()).encode()).hexdigest()
+    return "".join(c for c in folded if c.isalnum() or c.isspace()).split()
+
+
+def content_hash(text: str) -> str:
+    """A hash equal for texts that differ only in case, accents, punctuation and spacing."""
+    return hashlib.sha256(" ".join(folded_words(text)).encode()).hexdigest()
+
+
+def near_hash(text: str) -> int:
+    """A 64-bit SimHash of the text's words (signed, to fit a BIGINT column).
+
+    Near-identical texts (a campaign letter with another signature, a forwarded SMS with a
+    word changed) have hashes a few bits apart; see ``core.campaigns``.
+    """
+    counts = [0] * 64
+    for word in folded_words(text):
+        value = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        for bit in range(64):
+            counts[bit] += 1 if value >> bit & 1 else -1
+    unsigned = sum(1 << bit for bit in range(64) if counts[bit] > 0)
+    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
 
 
 def author_hash(author: str | None, key: bytes) -> str | None:
@@ -122,6 +141,7 @@ def normalize(raw: RawMessage, kind: str, author_key: bytes, max_body_chars: int
         received_at=raw.received_at.astimezone(UTC),
         body=text,
         content_hash=content_hash(text),
+        near_hash=near_hash(text),
         author=raw.author,
         author_hash=author_hash(raw.author, author_key),
         subject=tidy_whitespace(subject) if subject else None,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite's real servers need (PostgreSQL),
+# Installs the Debian packages the test suite's real servers need (PostgreSQL, Dovecot IMAP),
 # when they are missing. Needs root (or sudo); otherwise says what to install.
 set -euo pipefail
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   sudo_cmd=()
@@ -18,7 +19,9 @@ echo "install-system-packages: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The package may start a system cluster; the tests run their own, so stop it.
+# The packages may start system servers; the tests run their own, so stop them.
+if command -v systemctl >/dev/null; then "${sudo_cmd[@]}" systemctl stop dovecot 2>/dev/null || true; fi
+pkill -x dovecot 2>/dev/null || true
 if command -v pg_ctlcluster >/dev/null; then
   for c in /etc/postgresql/*/main; do
     [ -d "$c" ] || continue

@@ -44,11 +44,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings on a fresh SQLite file, with a fixed author key."""
+    """Settings on a fresh SQLite file, with a fixed author key and no sources file."""
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'pulse.db'}",
         author_hash_key="test-key",
         timezone="America/New_York",
+        sources_file=tmp_path / "sources.toml",
     )
 
 

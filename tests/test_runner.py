@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from core.db import read_session
 from core.models import Message, SourceState
 from ingestion.base import RawMessage
-from ingestion.runner import sync_source
+from ingestion.errors import FatalError, RetryableError
+from ingestion.runner import backoff_delay, sync_source
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -90,3 +91,69 @@ def test_a_batch_that_fails_midway_stores_nothing_and_keeps_the_cursor(db_engine
     result = sync_source(db_engine, HalfBad(["a", "b"]), settings)
     assert result.error and "naive" in result.error
     assert stored(db_engine) == 0 and state(db_engine).cursor is None
+
+
+class FlakySource(ListSource):
+    """Fails with the given errors first, then serves its list."""
+
+    def __init__(self, bodies, errors):
+        super().__init__(bodies)
+        self.errors = list(errors)
+
+    def fetch(self, cursor):
+        if self.errors:
+            self.seen_cursors.append(cursor)
+            raise self.errors.pop(0)
+        return super().fetch(cursor)
+
+
+def test_passing_errors_are_retried_with_growing_jittered_backoff(db_engine, settings):
+    waits = []
+    source = FlakySource(["a", "b"], [TimeoutError("slow"), RetryableError("HTTP 503")])
+    result = sync_source(db_engine, source, settings, sleep=waits.append, rand=lambda: 1.0)
+    assert result.error is None and result.new == 2
+    assert len(source.seen_cursors) == 3
+    base = settings.sync_backoff_seconds
+    assert waits == [base, 2 * base]  # full jitter at its top: base, then doubling
+    st = state(db_engine)
+    assert st.consecutive_failures == 0 and st.failures_total == 0 and st.fetched_total == 2
+
+
+def test_retry_after_is_honoured_and_jitter_stays_under_the_ceiling(db_engine, settings):
+    waits = []
+    source = FlakySource(["a"], [RetryableError("HTTP 429", retry_after=7.0), TimeoutError()])
+    sync_source(db_engine, source, settings, sleep=waits.append, rand=lambda: 0.25)
+    assert waits[0] == 7.0  # the server's Retry-After beats a shorter backoff
+    assert waits[1] == 0.25 * 2 * settings.sync_backoff_seconds
+
+
+def test_fatal_errors_are_not_retried(db_engine, settings):
+    waits = []
+    source = FlakySource(["a"], [FatalError("HTTP 401: check the credentials"), TimeoutError()])
+    result = sync_source(db_engine, source, settings, sleep=waits.append)
+    assert result.error == "FatalError: HTTP 401: check the credentials"
+    assert waits == [] and len(source.seen_cursors) == 1
+    st = state(db_engine)
+    assert st.consecutive_failures == 1 and st.failures_total == 1 and st.cursor is None
+
+
+def test_retries_stop_after_the_configured_attempts(db_engine, settings):
+    settings.sync_max_attempts = 3
+    waits = []
+    source = FlakySource(["a"], [TimeoutError(f"try {i}") for i in range(5)])
+    result = sync_source(db_engine, source, settings, sleep=waits.append)
+    assert result.error == "TimeoutError: try 2" and len(waits) == 2
+    assert stored(db_engine) == 0
+
+
+def test_a_retry_after_longer_than_the_cap_gives_up_this_run(db_engine, settings):
+    waits = []
+    long_pause = RetryableError("HTTP 429", retry_after=settings.sync_backoff_max_seconds + 1)
+    result = sync_source(db_engine, FlakySource(["a"], [long_pause]), settings, sleep=waits.append)
+    assert result.error and "429" in result.error and waits == []
+
+
+def test_backoff_is_capped(settings):
+    settings.sync_backoff_max_seconds = 5.0
+    assert backoff_delay(10, settings, None, lambda: 1.0) == 5.0
+    assert backoff_delay(1, settings, 9.0, lambda: 0.5) == 9.0
