@@ -93,7 +93,8 @@ def backoff_delay(
     attempt: int, settings: Settings, retry_after: float | None, rand: Callable[[], float]
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based): full jitter, capped."""
-    ceiling = min(settings.sync_backoff_max_seconds, settings.sync_backoff_seconds * 2 ** (attempt - 1))
+    doubled = settings.sync_backoff_seconds * 2 ** (attempt - 1)
+    ceiling = min(settings.sync_backoff_max_seconds, doubled)
     delay = ceiling * rand()
     return max(delay, retry_after) if retry_after is not None else delay
 
