@@ -38,7 +38,12 @@ def create_app(settings: Settings, engine: Engine) -> Dash:
                 dbc.Container(
                     [
                         dbc.NavbarBrand(f"Pulse · {settings.district_name}", href="/"),
-                        dbc.Nav([dbc.NavLink("Overview", href="/", active="exact")]),
+                        dbc.Nav(
+                            [
+                                dbc.NavLink("Overview", href="/", active="exact"),
+                                dbc.NavLink("Sources", href="/sources", active="exact"),
+                            ]
+                        ),
                     ]
                 ),
                 color="dark",

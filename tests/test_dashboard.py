@@ -93,3 +93,33 @@ def test_health_endpoint_and_pages_respond(app):
     assert "bootstrap.min.css" in page.text
     layout = client.get("/_dash-layout")
     assert layout.status_code == 200 and b"Pulse" in layout.data
+
+
+def test_sources_page_lists_health_with_down_sources_first(app, settings):
+    from dashboard.pages.sources import refresh_sources
+    from ingestion.runner import sync_source
+    from test_runner import ListSource
+
+    dash_app, engine = app
+    sync_source(engine, ListSource(["a", "b"]), settings)
+    broken = ListSource([], fail_with=PermissionError("bad password"))
+    broken.name = "inbox"
+    for _ in range(settings.source_down_intervals):
+        sync_source(engine, broken, settings)
+    with dash_app.server.test_request_context("/sources"):
+        rows = refresh_sources(1)
+    assert [(r["source"], r["status"]) for r in rows] == [("inbox", "DOWN"), ("list", "OK")]
+    assert rows[0]["last_error"] == "PermissionError: bad password"
+    assert rows[0]["last_success"] == "never" and rows[1]["messages"] == 2
+    assert dash_app.server.test_client().get("/sources").status_code == 200
+
+
+def test_ago_reads_like_a_person_would_say_it():
+    from dashboard.tables import ago
+
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    assert ago(None, now) == "never"
+    assert ago(now - timedelta(seconds=42), now) == "42 s ago"
+    assert ago(now - timedelta(minutes=5), now) == "5 min ago"
+    assert ago(now - timedelta(hours=3), now) == "3 h ago"
+    assert ago(now - timedelta(days=2), now) == "2 days ago"
