@@ -14,11 +14,17 @@ from sqlalchemy import Engine
 
 from core.db import create_db_engine, migrate
 from core.export import EXPORT_FORMATS, export_messages
-from core.models import ROLES
+from core.models import ROLES, utcnow
+from core.queries import source_health
 from core.settings import Settings
 from core.users import UserError, add_user, list_users
 from core.worker import configured_sources, schedule_jobs
+from dashboard.tables import source_health_rows
+from ingestion.base import Connector
+from ingestion.errors import SourceConfigError
 from ingestion.files import FORMATS, BadRow, import_file
+from ingestion.runner import sync_source
+from ingestion.sources import load_sources
 
 
 class Runtime:
@@ -48,6 +54,13 @@ def _serve_web(runtime: Runtime, host: str | None, port: int | None) -> None:
     app.run(host=host, port=port, debug=False)
 
 
+def _sources(runtime: Runtime, demo: bool) -> list[Connector]:
+    try:
+        return configured_sources(runtime.settings, demo=demo)
+    except SourceConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _stop_on_sigterm() -> None:
     def handler(_signum: int, _frame: FrameType | None) -> None:
         sys.exit(0)
@@ -70,7 +83,7 @@ def run(host: str | None, port: int | None, demo: bool) -> None:
 
     runtime = Runtime()
     scheduler = BackgroundScheduler(timezone=runtime.settings.tz)
-    sources = configured_sources(runtime.settings, demo=demo or runtime.settings.demo_enabled)
+    sources = _sources(runtime, demo=demo or runtime.settings.demo_enabled)
     schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
     scheduler.start()
     _stop_on_sigterm()
@@ -96,7 +109,7 @@ def worker() -> None:
 
     runtime = Runtime()
     scheduler = BlockingScheduler(timezone=runtime.settings.tz)
-    sources = configured_sources(runtime.settings, demo=runtime.settings.demo_enabled)
+    sources = _sources(runtime, demo=runtime.settings.demo_enabled)
     schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
     _stop_on_sigterm()
     click.echo(f"Pulse worker: {len(sources)} source(s) scheduled", err=True)
@@ -137,6 +150,55 @@ def import_command(file: Path, fmt: str | None) -> None:
         f"{report.rows} rows: {report.new} new, {report.duplicates} already stored, "
         f"{len(report.errors)} skipped"
     )
+
+
+@cli.group()
+def sources() -> None:
+    """Inspect and test the configured sources (PULSE_SOURCES_FILE)."""
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """Check the sources file and list its sources and webhooks."""
+    runtime = Runtime()
+    try:
+        config = load_sources(runtime.settings)
+    except SourceConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for connector in config.sources:
+        click.echo(f"{connector.name}\t{connector.kind}\tevery {connector.interval_seconds} s")
+    for hook in config.webhooks:
+        click.echo(f"{hook.name}\t{hook.type} webhook\tPOST /webhooks/{hook.name}")
+    if not config.sources and not config.webhooks:
+        click.echo(f"no sources configured in {runtime.settings.sources_file}", err=True)
+
+
+@sources.command("sync")
+@click.argument("name")
+def sources_sync(name: str) -> None:
+    """Pull source NAME once now, as the worker would (retries included)."""
+    runtime = Runtime()
+    found = {c.name: c for c in _sources(runtime, demo=True)}
+    if name not in found:
+        raise click.ClickException(f"no source {name!r}; configured: {', '.join(sorted(found))}")
+    result = sync_source(runtime.engine, found[name], runtime.settings)
+    if result.error:
+        raise click.ClickException(f"{name}: {result.error}")
+    click.echo(f"{name}: {result.fetched} fetched, {result.new} new")
+
+
+@sources.command("status")
+def sources_status() -> None:
+    """Each source's health: status, last success, failures, totals, last error."""
+    runtime = Runtime()
+    now = utcnow()
+    health = source_health(runtime.engine, now, runtime.settings.source_down_intervals)
+    for row in source_health_rows(health, now, runtime.settings.tz):
+        error = f"\t{row['last_error']}" if row["last_error"] else ""
+        click.echo(
+            f"{row['source']}\t{row['status']}\tlast success {row['last_success']}\t"
+            f"{row['messages']} messages\t{row['failed_syncs']} failed syncs{error}"
+        )
 
 
 @cli.group()

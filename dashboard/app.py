@@ -16,6 +16,7 @@ from core.models import utcnow
 from core.queries import data_version, volume_stats
 from core.settings import PROJECT_ROOT, Settings
 from dashboard.context import PulseContext, attach, pulse
+from ingestion.webhooks import blueprint as webhooks_blueprint
 
 PAGES_DIR = PROJECT_ROOT / "dashboard" / "pages"
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -54,6 +55,7 @@ def create_app(settings: Settings, engine: Engine) -> Dash:
         ]
     )
     app.server.add_url_rule("/health", "health", _health)
+    app.server.register_blueprint(webhooks_blueprint)  # POST /webhooks/<name>, no login
     return app
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from core.db import write_session
 from core.messages import NewMessage, upsert_messages
-from core.models import SOURCE_KINDS
+from core.models import SOURCE_KINDS, Message
 from core.settings import Settings
 from ingestion.base import RawMessage
 from ingestion.normalize import normalize
@@ -29,6 +29,11 @@ FORMATS = ("jsonl", "csv")
 DEFAULT_SOURCE = "import"
 BATCH_SIZE = 1000
 OPTIONAL_FIELDS = ("source", "subject", "author", "school")
+COLUMN_LIMITS = {  # fields stored in columns of limited length
+    "id": Message.__table__.c.external_id.type.length,
+    "source": Message.__table__.c.source_name.type.length,
+    "school": Message.__table__.c.school.type.length,
+}
 
 
 class BadRow(ValueError):
@@ -77,6 +82,12 @@ def _required_text(record: dict[str, Any], key: str) -> str:
     return value
 
 
+def _check_length(field_name: str, value: str | None) -> None:
+    limit = COLUMN_LIMITS[field_name]
+    if value and len(value) > limit:
+        raise BadRow(f"field {field_name!r} is longer than {limit} characters")
+
+
 def record_to_raw(record: dict[str, Any], tz: ZoneInfo) -> RawMessage:
     """A RawMessage from one parsed record; a time without zone is read in the district's zone."""
     if not isinstance(record, dict):
@@ -93,6 +104,9 @@ def record_to_raw(record: dict[str, Any], tz: ZoneInfo) -> RawMessage:
     if received_at.tzinfo is None:
         received_at = received_at.replace(tzinfo=tz)
     source = _text(record, "source") or DEFAULT_SOURCE
+    for field_name, value in (("id", external_id), ("source", source)):
+        _check_length(field_name, value)
+    _check_length("school", _text(record, "school"))
     return RawMessage(
         source_name=source,
         external_id=external_id,

@@ -47,11 +47,13 @@ def test_jsonl_import_reports_bad_lines_by_number_and_keeps_the_good(db_engine, 
         json.dumps(["a", "list"]),
         json.dumps({"id": "6", "received_at": "2026-01-15T10:00:00Z", "body": {"nested": 1}}),
         json.dumps(GOOD[2]),
+        json.dumps({"id": "7" * 256, "received_at": "2026-01-15T10:00:00Z", "body": "long id"}),
     ]
     report = import_file(db_engine, write_jsonl(tmp_path / "m.jsonl", lines), settings)
-    assert report.new == 3 and report.rows == 8
+    assert report.new == 3 and report.rows == 9
     lines_and_reasons = dict(report.errors)
-    assert set(lines_and_reasons) == {2, 3, 5, 7, 8}
+    assert set(lines_and_reasons) == {2, 3, 5, 7, 8, 10}
+    assert "field 'id' is longer than 255 characters" in lines_and_reasons[10]
     assert "not valid JSON" in lines_and_reasons[2]
     assert "missing required field 'received_at'" in lines_and_reasons[3]
     assert "not an ISO 8601 time" in lines_and_reasons[5]
