@@ -96,9 +96,10 @@ def test_health_endpoint_and_pages_respond(app):
 
 
 def test_sources_page_lists_health_with_down_sources_first(app, settings):
+    from test_runner import ListSource
+
     from dashboard.pages.sources import refresh_sources
     from ingestion.runner import sync_source
-    from test_runner import ListSource
 
     dash_app, engine = app
     sync_source(engine, ListSource(["a", "b"]), settings)
