@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 Cursor = dict[str, Any] | None
+MAX_EXTERNAL_ID = 255  # messages.external_id is VARCHAR(255)
+
+
+def stable_external_id(value: str) -> str:
+    """``value`` if it fits the external_id column, else a hash of it (just as stable)."""
+    if len(value) <= MAX_EXTERNAL_ID:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

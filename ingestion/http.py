@@ -60,15 +60,29 @@ def json_client(base_url: str, headers: dict[str, str] | None = None) -> httpx.C
     )
 
 
+def get(
+    client: httpx.Client,
+    url: str,
+    what: str,
+    headers: dict[str, str] | None = None,
+    **params: Any,
+) -> httpx.Response:
+    """GET ``url``; network failures and HTTP errors become source errors (a 304 is fine)."""
+    # no params at all keeps the query of an absolute "next page" URL (httpx would drop it)
+    query = {k: v for k, v in params.items() if v is not None} or None
+    try:
+        response = client.get(url, params=query, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what}: {url} timed out ({exc})") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{what}: cannot connect to {url} ({exc})") from exc
+    check_response(response, what)
+    return response
+
+
 def get_json(client: httpx.Client, url: str, what: str, **params: Any) -> Any:
     """GET ``url`` and return its JSON; network failures and HTTP errors become source errors."""
-    try:
-        response = client.get(url, params={k: v for k, v in params.items() if v is not None})
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{what}: timed out ({exc})") from exc
-    except httpx.TransportError as exc:
-        raise RetryableError(f"{what}: cannot connect ({exc})") from exc
-    check_response(response, what)
+    response = get(client, url, what, **params)
     try:
         return response.json()
     except ValueError as exc:

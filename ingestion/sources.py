@@ -86,10 +86,12 @@ def build_source(where: str, table: dict[str, Any], settings: Settings) -> Conne
     options = resolve_secrets(f"{where} ({name})", {
         k: v for k, v in table.items() if k not in ("name", "type")
     })  # fmt: skip
-    options.setdefault("interval_seconds", DEFAULT_INTERVAL_SECONDS)
     module_name, class_name = SOURCE_TYPES[kind].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     accepted = inspect.signature(cls).parameters
+    interval = accepted.get("interval_seconds")
+    if interval is None or interval.default is inspect.Parameter.empty:
+        options.setdefault("interval_seconds", DEFAULT_INTERVAL_SECONDS)
     unknown = sorted(set(options) - set(accepted) - {"settings"})
     if unknown:
         allowed = sorted(p for p in accepted if p not in ("name", "settings"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -32,3 +34,44 @@ def test_help(path):
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+@pytest.fixture
+def pulse_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PULSE_DATABASE_URL", f"sqlite:///{tmp_path / 'pulse.db'}")
+    monkeypatch.setenv("PULSE_AUTHOR_HASH_KEY", "k")
+    monkeypatch.setenv("PULSE_SOURCES_FILE", str(tmp_path / "sources.toml"))
+    monkeypatch.setenv("PULSE_DEMO_BACKFILL_DAYS", "1")
+    monkeypatch.setenv("PULSE_SYNC_BACKOFF_SECONDS", "0.01")
+    return tmp_path
+
+
+def test_sources_commands_check_the_file_sync_once_and_show_health(pulse_env, monkeypatch):
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["sources", "list"])
+    assert listed.exit_code == 0 and "no sources configured" in listed.output
+    (pulse_env / "sources.toml").write_text(
+        '[[source]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.xml"\n'
+        'interval_seconds = 900\n\n[[webhook]]\nname = "forms"\ntype = "signed_json"\n'
+        'secret_env = "FORMS_SECRET"\n'
+    )
+    missing_secret = runner.invoke(cli, ["sources", "list"])
+    assert missing_secret.exit_code == 1
+    assert "secret_env = 'FORMS_SECRET': set that environment variable" in missing_secret.output
+    monkeypatch.setenv("FORMS_SECRET", "x")
+    listed = runner.invoke(cli, ["sources", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "feed\tsocial\tevery 900 s" in listed.output
+    assert "forms\tsigned_json webhook\tPOST /webhooks/forms" in listed.output
+
+    synced = runner.invoke(cli, ["sources", "sync", "demo"])
+    assert synced.exit_code == 0, synced.output
+    assert re.search(r"demo: (\d+) fetched, \1 new", synced.output)
+    down = runner.invoke(cli, ["sources", "sync", "feed"])  # nothing listens on port 9
+    assert down.exit_code == 1 and "feed: " in down.output
+    unknown = runner.invoke(cli, ["sources", "sync", "nope"])
+    assert "no source 'nope'; configured: demo, feed" in unknown.output
+
+    status = runner.invoke(cli, ["sources", "status"]).output.splitlines()
+    assert status[0].startswith("feed\tFailing\tlast success never") and "Error" in status[0]
+    assert status[1].startswith("demo\tOK\tlast success ")

@@ -88,3 +88,14 @@ def test_mistakes_are_reported_with_the_table_and_the_fix(write, text, complaint
         load_sources(write(text))
     assert complaint in str(error.value)
     assert "sources.toml" in str(error.value)
+
+
+def test_a_connectors_own_default_interval_is_kept(write, monkeypatch):
+    monkeypatch.setitem(SOURCE_TYPES, "slow", "test_sources:SlowSource")
+    settings = write('[[source]]\nname = "slow"\ntype = "slow"\ntoken = "t"\n')
+    assert load_sources(settings).sources[0].interval_seconds == 900
+
+
+class SlowSource(ConfigurableSource):
+    def __init__(self, name: str, token: str, interval_seconds: int = 900):
+        super().__init__(name, token, interval_seconds)
