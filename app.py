@@ -22,7 +22,7 @@ from core.worker import configured_sources, schedule_jobs
 from dashboard.tables import source_health_rows
 from ingestion.base import Connector
 from ingestion.errors import SourceConfigError
-from ingestion.files import FORMATS, BadRow, import_file
+from ingestion.files import FORMATS, BadRow, import_file, import_size
 from ingestion.runner import sync_source
 from ingestion.sources import load_sources
 
@@ -124,14 +124,17 @@ def migrate_command() -> None:
 
 
 @cli.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), help="File format (default: from its extension)."
 )
 def import_command(file: Path, fmt: str | None) -> None:
-    """Import messages from a JSONL or CSV FILE (bad lines are reported and skipped)."""
+    """Import messages from a JSONL, CSV or mbox FILE, or a folder of .eml files.
+
+    Bad lines or messages are reported with their position and skipped.
+    """
     runtime = Runtime()
-    size = file.stat().st_size
+    size = import_size(file)
     try:
         with click.progressbar(length=size, label=f"Importing {file.name}", file=sys.stderr) as bar:
             seen = 0

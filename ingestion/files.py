@@ -1,13 +1,16 @@
-"""Importing message files: JSONL and CSV in the format of DESIGN.md.
+"""Importing message files: JSONL and CSV in the format of DESIGN.md, mbox and .eml folders.
 
 One message per JSONL line (or CSV row) with ``id``, ``received_at`` (ISO 8601) and ``body``
 required; ``source`` (default ``import``), ``subject``, ``author`` and ``school`` optional.
-A bad line is reported with its line number and skipped; it never stops the import.
+Saved email (an mbox file, or a folder of ``.eml`` files) is parsed like IMAP mail (see
+``ingestion.mailfiles``). A bad line or message is reported with its position and skipped; it
+never stops the import.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,13 +22,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from core.db import write_session
-from core.messages import NewMessage, upsert_messages
+from core.messages import upsert_messages
 from core.models import SOURCE_KINDS, Message
 from core.settings import Settings
 from ingestion.base import RawMessage
+from ingestion.mailfiles import NotAnMbox, read_eml_folder, read_mbox
 from ingestion.normalize import normalize
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "mbox", "eml")
 DEFAULT_SOURCE = "import"
 BATCH_SIZE = 1000
 OPTIONAL_FIELDS = ("source", "subject", "author", "school")
@@ -46,7 +50,7 @@ class ImportReport:
 
     rows: int = 0
     new: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int | str, str]] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -55,15 +59,27 @@ class ImportReport:
 
 
 def detect_format(path: Path) -> str:
-    """``jsonl`` or ``csv`` from the file's extension."""
+    """``jsonl``, ``csv``, ``mbox`` or ``eml`` (a folder) from the path."""
+    if path.is_dir():
+        return "eml"
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("jsonl", "ndjson", "json"):
         return "jsonl"
     if suffix in ("csv", "tsv"):
         return "csv"
+    if suffix in ("mbox", "mbx") or path.name.lower() == "mbox":
+        return "mbox"
     raise BadRow(
-        f"cannot tell the format of {path.name!r}: name it .jsonl or .csv, or pass --format"
+        f"cannot tell the format of {path.name!r}: name it .jsonl, .csv or .mbox, give a folder "
+        "of .eml files, or pass --format"
     )
+
+
+def import_size(path: Path) -> int:
+    """Bytes an import of ``path`` reads (a folder: its .eml files), for a progress bar."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.suffix.lower() == ".eml")
+    return path.stat().st_size
 
 
 def _text(record: dict[str, Any], key: str) -> str | None:
@@ -152,6 +168,47 @@ def _read_csv(handle: Any) -> Iterator[tuple[int, int, dict[str, Any] | BadRow]]
             yield line_start, handle.tell(), row
 
 
+def _records_as_raw(
+    path: Path,
+    fmt: str,
+    settings: Settings,
+    report: ImportReport,
+    on_progress: Callable[[int], None] | None,
+) -> Iterator[RawMessage]:
+    for line, position, record in read_records(path, fmt):
+        try:
+            if isinstance(record, BadRow):
+                raise record
+            yield record_to_raw(record, settings.tz)
+        except BadRow as exc:
+            report.rows += 1
+            report.errors.append((line, str(exc)))
+        if on_progress:
+            on_progress(position)
+
+
+def _mail_as_raw(
+    path: Path,
+    fmt: str,
+    report: ImportReport,
+    on_progress: Callable[[int], None] | None,
+) -> Iterator[RawMessage]:
+    def bad(position: str, reason: str) -> None:
+        report.rows += 1
+        report.errors.append((position, reason))
+
+    reader = read_mbox if fmt == "mbox" else read_eml_folder
+    done = 0
+    try:
+        for raw in reader(path, DEFAULT_SOURCE, bad):
+            done += len(raw.body)
+            yield raw
+            if on_progress:
+                on_progress(done)
+    except (NotAnMbox, NotADirectoryError) as exc:
+        raise BadRow(str(exc)) from exc
+
+
 def import_file(
     engine: Engine,
     path: Path,
@@ -159,7 +216,7 @@ def import_file(
     fmt: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import a JSONL or CSV file of messages; re-importing the same file adds nothing.
+    """Import a message file (or a folder of .eml files); re-importing it adds nothing.
 
     ``on_progress`` is called with the number of bytes read so far.
     """
@@ -167,28 +224,17 @@ def import_file(
     if fmt not in FORMATS:
         raise BadRow(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     report = ImportReport()
-    batch: list[NewMessage] = []
-
-    def flush() -> None:
+    if fmt in ("mbox", "eml"):
+        raws = _mail_as_raw(path, fmt, report, on_progress)
+        kind = "email"
+    else:
+        raws = _records_as_raw(path, fmt, settings, report, on_progress)
+        kind = DEFAULT_SOURCE
+    while batch := list(itertools.islice(raws, BATCH_SIZE)):
+        messages = [
+            normalize(raw, kind, settings.author_key, settings.max_body_chars) for raw in batch
+        ]
         with write_session(engine) as session:
-            report.new += upsert_messages(session.connection(), batch)
-        batch.clear()
-
-    for line, position, record in read_records(path, fmt):
-        report.rows += 1
-        try:
-            if isinstance(record, BadRow):
-                raise record
-            raw = record_to_raw(record, settings.tz)
-            batch.append(
-                normalize(raw, DEFAULT_SOURCE, settings.author_key, settings.max_body_chars)
-            )
-        except BadRow as exc:
-            report.errors.append((line, str(exc)))
-        if len(batch) >= BATCH_SIZE:
-            flush()
-        if on_progress:
-            on_progress(position)
-    if batch:
-        flush()
+            report.new += upsert_messages(session.connection(), messages)
+        report.rows += len(batch)
     return report

@@ -8,6 +8,7 @@ import pytest
 
 from ingestion.base import RawMessage
 from ingestion.normalize import author_hash, content_hash, normalize
+from ingestion.text import html_to_text
 
 KEY = b"k"
 WHEN = datetime(2026, 2, 3, 7, 45, tzinfo=timezone(timedelta(hours=-5)))
@@ -83,3 +84,12 @@ def test_author_hash_is_keyed_and_ignores_case_and_spacing():
     assert author_hash(" Mom@Example.org ", b"a") == author_hash("mom@example.org", b"a")
     assert author_hash("mom@example.org", b"a") != author_hash("mom@example.org", b"b")
     assert author_hash("", b"a") is None and author_hash(None, b"a") is None
+
+
+def test_inline_only_markup_is_html_and_source_line_breaks_are_spaces():
+    raw = RawMessage("feed", "1", datetime(2026, 1, 14, tzinfo=UTC),
+                     "Bus <i>route 9</i> is <strong>late</strong>")  # fmt: skip
+    assert normalize(raw, "social", b"k", 1000).body == "Bus route 9 is late"
+    assert html_to_text("<p>the program\n   is funded</p><p>next</p>").split("\n") == [
+        "", "the program is funded", "", "next", ""
+    ]  # fmt: skip

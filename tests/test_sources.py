@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import PROJECT_ROOT
 from core.worker import configured_sources
 from ingestion.errors import SourceConfigError
 from ingestion.sources import SOURCE_TYPES, load_sources
@@ -99,3 +100,18 @@ def test_a_connectors_own_default_interval_is_kept(write, monkeypatch):
 class SlowSource(ConfigurableSource):
     def __init__(self, name: str, token: str, interval_seconds: int = 900):
         super().__init__(name, token, interval_seconds)
+
+
+def test_the_example_file_is_valid(settings, monkeypatch):
+    for variable in ("PULSE_IMAP_PASSWORD", "PULSE_TWILIO_ACCOUNT_SID", "PULSE_TWILIO_AUTH_TOKEN",
+                     "PULSE_MASTODON_TOKEN", "PULSE_FACEBOOK_PAGE_TOKEN",
+                     "PULSE_BLUESKY_APP_PASSWORD", "PULSE_FORM_SECRET"):  # fmt: skip
+        monkeypatch.setenv(variable, "secret")
+    config = load_sources(settings, PROJECT_ROOT / "sources.example.toml")
+    assert {type(s).__name__ for s in config.sources} == {
+        "ImapSource", "TwilioSource", "MastodonSource", "FeedSource", "FacebookPageSource",
+        "BlueskySource",
+    }  # fmt: skip
+    assert {(w.name, w.type) for w in config.webhooks} == {
+        ("sms", "twilio"), ("contact-form", "signed_json")
+    }  # fmt: skip
