@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 from datetime import UTC
+from functools import lru_cache
+
+import numpy as np
 
 from core.messages import NewMessage
 from ingestion.base import RawMessage
@@ -13,18 +17,27 @@ from ingestion.mail import parse_mail
 from ingestion.text import html_to_text, looks_like_html, tidy_whitespace
 
 RAW_KEEP_CHARS = 1_000_000  # the original as received is kept up to this size
+NOT_WORD = re.compile(r"[^\w\s]|_")  # after NFKD this also drops accents
 TIDY_MARGIN = 4  # text beyond this many times the body limit is cut before tidying
 
 
 def folded_words(text: str) -> list[str]:
     """The words of ``text`` with case, accents and punctuation ignored."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in folded if c.isalnum() or c.isspace()).split()
+    return NOT_WORD.sub("", unicodedata.normalize("NFKD", text.casefold())).split()
 
 
 def content_hash(text: str) -> str:
     """A hash equal for texts that differ only in case, accents, punctuation and spacing."""
-    return hashlib.sha256(" ".join(folded_words(text)).encode()).hexdigest()
+    return _content_hash(folded_words(text))
+
+
+def _content_hash(words: list[str]) -> str:
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()
+
+
+@lru_cache(maxsize=200_000)
+def _word_hash(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
 
 
 def near_hash(text: str) -> int:
@@ -33,13 +46,16 @@ def near_hash(text: str) -> int:
     Near-identical texts (a campaign letter with another signature, a forwarded SMS with a
     word changed) have hashes a few bits apart; see ``core.campaigns``.
     """
-    counts = [0] * 64
-    for word in folded_words(text):
-        value = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-        for bit in range(64):
-            counts[bit] += 1 if value >> bit & 1 else -1
-    unsigned = sum(1 << bit for bit in range(64) if counts[bit] > 0)
-    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
+    return _near_hash(folded_words(text))
+
+
+def _near_hash(words: list[str]) -> int:
+    if not words:
+        return 0
+    hashes = np.array([_word_hash(w) for w in words], dtype="<u8")
+    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    majority = bits.sum(axis=0) * 2 > len(words)
+    return int(np.packbits(majority, bitorder="little").view("<i8")[0])
 
 
 def author_hash(author: str | None, key: bytes) -> str | None:
@@ -70,14 +86,15 @@ def normalize(raw: RawMessage, kind: str, author_key: bytes, max_body_chars: int
     text = tidy_whitespace(text[: TIDY_MARGIN * max_body_chars])
     if len(text) > max_body_chars:
         truncated, text = True, text[:max_body_chars]
+    words = folded_words(text)
     return NewMessage(
         source_kind=raw.source_kind or kind,
         source_name=raw.source_name,
         external_id=raw.external_id,
         received_at=raw.received_at.astimezone(UTC),
         body=text,
-        content_hash=content_hash(text),
-        near_hash=near_hash(text),
+        content_hash=_content_hash(words),
+        near_hash=_near_hash(words),
         author=raw.author,
         author_hash=author_hash(raw.author, author_key),
         subject=tidy_whitespace(subject) if subject else None,
