@@ -101,6 +101,22 @@ class Settings(BaseSettings):
         description="Comma-separated words never shown in topic words (the district's name "
         "and `district_name`'s words are always left out).",
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8050",
+        description="The dashboard's address as people reach it: links in emails point here.",
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server for alert and digest emails. Unset: emails stay queued."
+    )
+    smtp_port: int = Field(587, description="SMTP port (587 STARTTLS, 465 SSL, 25 plain).")
+    smtp_security: str = Field(
+        "starttls", description="`starttls`, `ssl` or `none` (only on a trusted local relay)."
+    )
+    smtp_username: str | None = Field(None, description="SMTP login; unset: no authentication.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    mail_from: str = Field(
+        "Pulse <pulse@localhost>", description="The From address of Pulse's emails."
+    )
     dashboard_refresh_seconds: int = Field(
         5, description="How often open dashboards check for new data."
     )
@@ -115,6 +131,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r}: use an IANA name such as 'America/Chicago'"
             ) from exc
+        return value
+
+    @field_validator("smtp_security")
+    @classmethod
+    def _known_security(cls, value: str) -> str:
+        if value not in ("starttls", "ssl", "none"):
+            raise ValueError(f"smtp_security {value!r}: use starttls, ssl or none")
         return value
 
     @property
