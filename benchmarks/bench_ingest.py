@@ -24,6 +24,7 @@ from core.settings import Settings
 from ingestion.demo import DemoSource
 from ingestion.files import import_file
 from ingestion.normalize import normalize
+from topics.enrich import enrich_messages
 
 
 def timed(label: str, count: int, action, rows: list) -> None:
@@ -64,6 +65,8 @@ def main() -> None:
         ),
         rows,
     )
+    timed("enrich (language, sentiment)", len(normalised),
+          lambda: enrich_messages(normalised), rows)  # fmt: skip
 
     def upsert() -> None:
         with write_connection(engine) as conn:

@@ -35,6 +35,7 @@ class NewMessage:
     body_truncated: bool = False
     school: str | None = None
     language: str | None = None
+    sentiment: float | None = None  # -1..1, filled by topics.enrich on ingest
     meta: dict[str, Any] | None = None
     ingested_at: datetime = field(default_factory=utcnow)
 

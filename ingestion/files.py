@@ -27,7 +27,7 @@ from core.models import SOURCE_KINDS, Message
 from core.settings import Settings
 from ingestion.base import RawMessage
 from ingestion.mailfiles import NotAnMbox, read_eml_folder, read_mbox
-from ingestion.normalize import normalize
+from ingestion.runner import prepare_messages
 
 FORMATS = ("jsonl", "csv", "mbox", "eml")
 DEFAULT_SOURCE = "import"
@@ -231,9 +231,7 @@ def import_file(
         raws = _records_as_raw(path, fmt, settings, report, on_progress)
         kind = DEFAULT_SOURCE
     while batch := list(itertools.islice(raws, BATCH_SIZE)):
-        messages = [
-            normalize(raw, kind, settings.author_key, settings.max_body_chars) for raw in batch
-        ]
+        messages = prepare_messages(batch, kind, settings)
         with write_session(engine) as session:
             report.new += upsert_messages(session.connection(), messages)
         report.rows += len(batch)

@@ -18,12 +18,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.db import write_session
-from core.messages import upsert_messages
+from core.messages import NewMessage, upsert_messages
 from core.models import SourceState, utcnow
 from core.settings import Settings
 from ingestion.base import Connector, Cursor, RawMessage
 from ingestion.errors import RetryableError, is_retryable
 from ingestion.normalize import normalize
+from topics.enrich import enrich_messages
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,23 @@ def _record_failure(engine: Engine, connector: Connector, error: str) -> None:
         state.failures_total += 1
 
 
+def prepare_messages(
+    raws: Iterable[RawMessage], kind: str, settings: Settings
+) -> list[NewMessage]:
+    """``raws`` normalised and enriched (language, sentiment), ready to upsert."""
+    return enrich_messages(
+        normalize(raw, kind, settings.author_key, settings.max_body_chars) for raw in raws
+    )
+
+
 def store_messages(
     session: Session, settings: Settings, name: str, kind: str, raws: Iterable[RawMessage]
 ) -> tuple[int, int]:
-    """Normalise and upsert ``raws`` from source ``name`` in ``session``; mark the source healthy.
+    """Prepare and upsert ``raws`` from source ``name`` in ``session``; mark the source healthy.
 
     Returns (messages received, messages new). Used by the sync runner and by webhooks.
     """
-    messages = [normalize(raw, kind, settings.author_key, settings.max_body_chars) for raw in raws]
+    messages = prepare_messages(raws, kind, settings)
     new = upsert_messages(session.connection(), messages)
     state = _state(session, name, kind)
     now = utcnow()
