@@ -30,7 +30,7 @@ RISK_LEVELS = ("none", "review", "urgent")
 TOPIC_STATUSES = ("active", "retired", "merged")
 ALERT_KINDS = ("spike", "emerging", "risk", "source_down")
 ALERT_STATES = ("pending", "firing", "resolved", "acknowledged", "silenced")
-NOTIFICATION_STATUSES = ("queued", "sent", "failed")
+NOTIFICATION_STATUSES = ("queued", "sending", "sent", "failed")
 ROLES = ("wall", "viewer", "analyst", "admin")
 
 # An integer primary key: INTEGER PRIMARY KEY (autoincrementing) on SQLite, 64-bit elsewhere.
