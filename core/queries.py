@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, func, select
@@ -22,10 +23,16 @@ class VolumeStats:
     latest_received_at: datetime | None
 
 
-def _hour_bucket(engine: Engine, column: ColumnElement[datetime]) -> ColumnElement[str]:
-    if engine.dialect.name == "sqlite":
-        return func.strftime("%Y-%m-%d %H:00:00", column)
-    return func.to_char(func.date_trunc("hour", column), "YYYY-MM-DD HH24:00:00")
+def hour_bucket(dialect: str, column: ColumnElement[datetime]) -> ColumnElement[Any]:
+    """The UTC hour ``column`` falls in, in the form the dialect stores a datetime.
+
+    SQLite: the text SQLAlchemy writes ('YYYY-MM-DD HH:MM:SS.ffffff'), so buckets computed in
+    SQL and ``bucket_start`` values written from Python are the same key. PostgreSQL: a
+    timestamptz truncated in UTC (``date_trunc`` alone would use the session's time zone).
+    """
+    if dialect == "sqlite":
+        return func.strftime("%Y-%m-%d %H:00:00.000000", column)
+    return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", column)))
 
 
 def data_version(engine: Engine) -> str:
@@ -54,7 +61,7 @@ def volume_stats(engine: Engine, now: datetime) -> VolumeStats:
 
 def hourly_volume(engine: Engine, since: datetime, until: datetime) -> pd.DataFrame:
     """Messages per UTC hour and source kind in [since, until): columns hour, source_kind, n."""
-    bucket = _hour_bucket(engine, Message.received_at).label("hour")
+    bucket = hour_bucket(engine.dialect.name, Message.received_at).label("hour")
     query = (
         select(bucket, Message.source_kind, func.count(Message.id).label("n"))
         .where(Message.received_at >= since, Message.received_at < until)
