@@ -134,6 +134,13 @@ class DovecotServer:
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_for_log(self, text: str, limit: float = 10.0) -> str:
+        """The log once it contains ``text`` (Dovecot writes it a moment after answering)."""
+        deadline = time.monotonic() + limit
+        while text not in (log := self.log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return log
+
     def start(self) -> None:
         """Start Dovecot and wait until it greets IMAP clients."""
         self.process = subprocess.Popen(

@@ -253,7 +253,8 @@ def test_a_wrong_password_is_fatal_and_not_retried(db_engine, settings, dovecot)
     assert f"login as {USER!r} failed ([AUTHENTICATIONFAILED]" in result.error
     assert "check the username and password" in result.error
     assert CountsLogins.logins == 1 and delays == []
-    assert dovecot.log.count("auth failed, 1 attempts") == 1  # the server saw one attempt
+    log = dovecot.wait_for_log("auth failed, 1 attempts")
+    assert log.count("auth failed, 1 attempts") == 1  # the server saw one attempt
     state = source_state(db_engine)
     assert state.last_error == result.error and state.cursor is None
     assert messages(db_engine) == []
@@ -265,7 +266,7 @@ def test_xoauth2_login(db_engine, settings, dovecot):
     dovecot.append([sample_email(1), sample_email(2)], user="oauth-user")
     source = imap_source(dovecot, username="oauth-user", password=None, oauth2_token=token)
     assert sync_source(db_engine, source, settings).new == 2
-    assert "user=<oauth-user>, method=XOAUTH2" in dovecot.log
+    assert "user=<oauth-user>, method=XOAUTH2" in dovecot.wait_for_log("method=XOAUTH2")
 
     expired = imap_source(dovecot, username="oauth-user", password=None, oauth2_token="expired")
     with pytest.raises(FatalError, match="OAuth2 token"):
