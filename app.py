@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
@@ -18,7 +20,7 @@ from core.models import ROLES, utcnow
 from core.queries import source_health
 from core.settings import Settings
 from core.users import UserError, add_user, list_users
-from core.worker import configured_sources, schedule_jobs
+from core.worker import configured_sources, schedule_jobs, schedule_topic_jobs
 from dashboard.tables import source_health_rows
 from ingestion.base import Connector
 from ingestion.errors import SourceConfigError
@@ -78,19 +80,23 @@ def cli() -> None:
 @click.option("--port", type=int, help="Port to listen on (default: PULSE_PORT).")
 @click.option("--demo/--no-demo", default=True, show_default=True, help="Run the demo source.")
 def run(host: str | None, port: int | None, demo: bool) -> None:
-    """Everything on one box: migrations, the worker's scheduler and the dashboard."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
+    """Everything on one box: migrations, a worker process and the dashboard."""
     runtime = Runtime()
-    scheduler = BackgroundScheduler(timezone=runtime.settings.tz)
-    sources = _sources(runtime, demo=demo or runtime.settings.demo_enabled)
-    schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
-    scheduler.start()
+    _sources(runtime, demo=demo)  # a broken sources file stops here, with its message
+    env = {**os.environ, "PULSE_DEMO_ENABLED": "true" if demo else "false"}
+    # The worker (ingestion, topic model) runs in its own process, so a refit never slows the
+    # dashboard; it stops with this command.
+    worker_process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "worker"],
+                                      env=env)  # fmt: skip
     _stop_on_sigterm()
     try:
         _serve_web(runtime, host, port)
     finally:
-        scheduler.shutdown(wait=False)
+        worker_process.terminate()
+        try:
+            worker_process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker_process.kill()
 
 
 @cli.command()
@@ -111,8 +117,9 @@ def worker() -> None:
     scheduler = BlockingScheduler(timezone=runtime.settings.tz)
     sources = _sources(runtime, demo=runtime.settings.demo_enabled)
     schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
+    schedule_topic_jobs(scheduler, runtime.engine, runtime.settings)
     _stop_on_sigterm()
-    click.echo(f"Pulse worker: {len(sources)} source(s) scheduled", err=True)
+    click.echo(f"Pulse worker: {len(sources)} source(s) and the topic jobs scheduled", err=True)
     scheduler.start()
 
 

@@ -1,16 +1,27 @@
-"""The background worker: one APScheduler job per configured source, each at its own interval."""
+"""The background worker: a sync job per configured source, each at its own interval, and the
+topic jobs (assign new messages every minute, refit every few hours)."""
 
 from __future__ import annotations
 
-from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import Engine
+import logging
+from datetime import timedelta
+from functools import cached_property
 
-from core.models import utcnow
+from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy import Engine, func, select
+
+from core.db import read_session
+from core.models import Topic, utcnow
 from core.settings import Settings
 from ingestion.base import Connector
 from ingestion.demo import DemoSource
 from ingestion.runner import sync_source
 from ingestion.sources import load_sources
+from topics.assign import assign_new_messages
+from topics.embeddings import Embedder, load_embedder
+
+log = logging.getLogger(__name__)
+FIRST_REFIT_DELAY = timedelta(seconds=20)  # lets a fresh install's first syncs land first
 
 
 def configured_sources(settings: Settings, demo: bool) -> list[Connector]:
@@ -37,3 +48,47 @@ def schedule_jobs(
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+
+class TopicJobs:
+    """The worker's topic work, sharing one embedder (loaded on first use)."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The configured embedding model."""
+        return load_embedder(self.settings.embedding_model)
+
+    def assign(self) -> None:
+        """Embed new messages and assign them to the nearest topic (or leave them emerging)."""
+        result = assign_new_messages(self.engine, self.settings, self.embedder)
+        if result.scored:
+            log.info("assigned %d of %d new messages to topics", result.assigned, result.scored)
+
+    def refit(self) -> None:
+        """Refit the topic model on the window; topic IDs stay stable."""
+        from topics.refit import refit  # BERTopic is imported only by the worker, when needed
+
+        result = refit(self.engine, self.settings, self.embedder)
+        log.info("refit: %s", result)
+
+
+def schedule_topic_jobs(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> TopicJobs:
+    """Add the assign and refit jobs; the first refit runs soon when there are no topics yet."""
+    jobs = TopicJobs(engine, settings)
+    with read_session(engine) as session:
+        has_topics = bool(session.scalar(select(func.count(Topic.id))))
+    now = utcnow()
+    common = {"max_instances": 1, "coalesce": True}
+    scheduler.add_job(jobs.assign, "interval", seconds=settings.assign_interval_seconds,
+                      id="topics:assign", name="assign new messages to topics",
+                      next_run_time=now, **common)  # fmt: skip
+    refit_every = timedelta(hours=settings.refit_interval_hours)
+    first_refit = now + (refit_every if has_topics else FIRST_REFIT_DELAY)
+    scheduler.add_job(jobs.refit, "interval", seconds=refit_every.total_seconds(),
+                      id="topics:refit", name="refit topics", next_run_time=first_refit,
+                      **common)  # fmt: skip
+    return jobs

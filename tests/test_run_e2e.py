@@ -130,7 +130,9 @@ def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path)
         assert {bar["name"] for bar in bars} <= set(SOURCE_KINDS) and bars
         assert sum(bar_total(bar["y"]) for bar in bars) == total  # every message is in the chart
     assert process.returncode == 0  # SIGTERM is a clean stop
-    assert "Pulse dashboard: http://127.0.0.1:" in (tmp_path / "run.log").read_text()
+    log = (tmp_path / "run.log").read_text()
+    assert "Pulse dashboard: http://127.0.0.1:" in log
+    assert "Pulse worker: 1 source(s) and the topic jobs scheduled" in log  # its own process
 
 
 def test_production_layout_gunicorn_web_and_one_worker(tmp_path: Path):
@@ -145,4 +147,4 @@ def test_production_layout_gunicorn_web_and_one_worker(tmp_path: Path):
     ):
         arrivals(f"http://127.0.0.1:{port}", worker_process, web_process)
     assert worker_process.returncode == 0
-    assert "1 source(s) scheduled" in (tmp_path / "worker.log").read_text()
+    assert "1 source(s) and the topic jobs scheduled" in (tmp_path / "worker.log").read_text()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 from test_runner import ListSource
 
-from core.db import create_db_engine, migrate, read_session
-from core.models import Message
-from core.worker import schedule_jobs
+from core.db import create_db_engine, migrate, read_session, write_session
+from core.models import Message, Topic, utcnow
+from core.worker import schedule_jobs, schedule_topic_jobs
 
 
 class SlowSource(ListSource):
@@ -65,3 +66,23 @@ def test_one_job_per_source_with_its_interval_and_no_overlap(settings):
         names = set(session.scalars(select(Message.source_name).group_by(Message.source_name)))
         assert names == {"fast", "slow"}
         assert session.scalar(select(func.count(Message.id))) == 2
+
+
+def test_topic_jobs_assign_every_interval_and_refit_soon_on_a_fresh_install(settings):
+    engine = create_db_engine(settings.resolved_database_url)
+    migrate(engine)
+    scheduler = BackgroundScheduler()
+    schedule_topic_jobs(scheduler, engine, settings)
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assign, refit = jobs["topics:assign"], jobs["topics:refit"]
+    assert assign.trigger.interval.total_seconds() == settings.assign_interval_seconds
+    assert refit.trigger.interval.total_seconds() == settings.refit_interval_hours * 3600
+    assert all(job.max_instances == 1 and job.coalesce for job in (assign, refit))
+    assert refit.next_run_time - assign.next_run_time < timedelta(minutes=1)  # no topics yet
+
+    with write_session(engine) as session:
+        session.add(Topic(label="bus · late", size=3))
+    later = BackgroundScheduler()
+    schedule_topic_jobs(later, engine, settings)
+    refit = later.get_job("topics:refit")
+    assert refit.next_run_time - utcnow() > timedelta(hours=settings.refit_interval_hours - 0.1)
