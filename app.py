@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from core.db import create_db_engine, migrate
 from core.export import EXPORT_FORMATS, export_messages
 from core.models import ROLES, utcnow
-from core.queries import source_health
+from core.queries import source_health, topic_list
 from core.settings import Settings
 from core.users import UserError, add_user, list_users
 from core.worker import configured_sources, schedule_jobs, schedule_topic_jobs
@@ -27,6 +27,7 @@ from ingestion.errors import SourceConfigError
 from ingestion.files import FORMATS, BadRow, import_file, import_size
 from ingestion.runner import sync_source
 from ingestion.sources import load_sources
+from topics.embeddings import load_embedder
 
 
 class Runtime:
@@ -209,6 +210,74 @@ def sources_status() -> None:
             f"{row['source']}\t{row['status']}\tlast success {row['last_success']}\t"
             f"{row['messages']} messages\t{row['failed_syncs']} failed syncs{error}"
         )
+
+
+@cli.command("analyze")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="Default: stdout."
+)
+def analyze_command(file: Path, output: click.utils.LazyFile) -> None:
+    """Language, sentiment, risk and topic of each message of a JSONL FILE, as JSON lines.
+
+    Uses the current topic model; with none yet, fits one on the file.
+    """
+    from topics.analyze import analyze_file
+
+    runtime = Runtime()
+    embedder = load_embedder(runtime.settings.embedding_model)
+    report = analyze_file(runtime.engine, runtime.settings, embedder, file, output)
+    for line, reason in report.errors:
+        click.echo(f"{file.name}:{line}: skipped: {reason}", err=True)
+    model = "a model fitted on the file" if report.fitted_on_file else "the current model"
+    click.echo(f"analysed {report.written} of {report.rows} lines with {model}", err=True)
+
+
+@cli.command("refit")
+def refit_command() -> None:
+    """Refit the topic model now on the configured window (the worker also does this)."""
+    from topics.refit import refit  # BERTopic loads only for this command
+
+    runtime = Runtime()
+    click.echo(f"refitting topics on the last {runtime.settings.topic_window_days} days…", err=True)
+    result = refit(
+        runtime.engine, runtime.settings, load_embedder(runtime.settings.embedding_model)
+    )
+    click.echo(
+        f"{result.n_docs} messages, {result.n_topics} topics ({result.topics_created} new, "
+        f"{result.topics_kept} kept, {result.topics_retired} retired), "
+        f"{result.outlier_share:.0%} unassigned, {result.duration_s:.1f} s"
+    )
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also retired and merged topics.")
+@click.pass_context
+def topics(context: click.Context, show_all: bool) -> None:
+    """List topics: id, size, label and top words (`topics rename` relabels one)."""
+    if context.invoked_subcommand is not None:
+        return
+    listed = topic_list(Runtime().engine, include_inactive=show_all)
+    if not listed:
+        click.echo("no topics yet: they appear after the first refit (`app.py refit`)", err=True)
+    for topic in listed:
+        words = ", ".join(word for word, _ in (topic.words or [])[:8])
+        state = "" if topic.status == "active" else f" [{topic.status}]"
+        click.echo(f"{topic.id}\t{topic.size}\t{topic.display_label}{state}\t{words}")
+
+
+@topics.command("rename")
+@click.argument("topic_id", type=int)
+@click.argument("label", required=False, default="")
+def topics_rename(topic_id: int, label: str) -> None:
+    """Give TOPIC_ID a LABEL that survives refits (no LABEL: back to the automatic one)."""
+    from topics.registry import rename_topic  # keeps the other commands quick to start
+
+    try:
+        rename_topic(Runtime().engine, topic_id, label)
+    except KeyError as exc:
+        raise click.ClickException(f"no topic {topic_id}: see `app.py topics --all`") from exc
+    click.echo(f"topic {topic_id}: {label or '(automatic label)'}")
 
 
 @cli.group()

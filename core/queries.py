@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Engine, func, select
 
 from core.db import read_session
-from core.models import Message, SourceState
+from core.models import Message, SourceState, Topic
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,12 @@ def source_health(engine: Engine, now: datetime, down_after_intervals: int) -> l
 def down_sources(engine: Engine, now: datetime, down_after_intervals: int) -> list[SourceHealth]:
     """The sources in the ``source_down`` condition (the alerts engine turns them into alerts)."""
     return [h for h in source_health(engine, now, down_after_intervals) if h.status == "down"]
+
+
+def topic_list(engine: Engine, include_inactive: bool = False) -> list[Topic]:
+    """Topics, largest first (active ones only unless ``include_inactive``)."""
+    query = select(Topic).order_by(Topic.size.desc(), Topic.id)
+    if not include_inactive:
+        query = query.where(Topic.status == "active")
+    with read_session(engine) as session:
+        return list(session.scalars(query))

@@ -75,3 +75,35 @@ def test_sources_commands_check_the_file_sync_once_and_show_health(pulse_env, mo
     status = runner.invoke(cli, ["sources", "status"]).output.splitlines()
     assert status[0].startswith("feed\tFailing\tlast success never") and "Error" in status[0]
     assert status[1].startswith("demo\tOK\tlast success ")
+
+
+def test_topics_lists_and_renames(pulse_env):
+    from core.db import create_db_engine, migrate, write_session
+    from core.models import Topic
+
+    engine = create_db_engine(f"sqlite:///{pulse_env / 'pulse.db'}")
+    migrate(engine)
+    runner = CliRunner()
+    assert "no topics yet" in runner.invoke(cli, ["topics"]).output
+    with write_session(engine) as session:
+        session.add(
+            Topic(
+                id=1,
+                label="bus · late · route",
+                size=40,
+                words=[["bus", 1.0], ["late", 0.8], ["route", 0.5]],
+            )
+        )
+        session.add(Topic(id=2, label="old · thing", size=90, status="retired"))  # fmt: skip
+    assert runner.invoke(cli, ["topics"]).output == "1\t40\tbus · late · route\tbus, late, route\n"
+    renamed = runner.invoke(cli, ["topics", "rename", "1", "Buses running late"])
+    assert renamed.exit_code == 0 and "topic 1: Buses running late" in renamed.output
+    listed = runner.invoke(cli, ["topics", "--all"]).output.splitlines()
+    assert listed == [
+        "2\t90\told · thing [retired]\t",
+        "1\t40\tBuses running late\tbus, late, route",
+    ]
+    missing = runner.invoke(cli, ["topics", "rename", "9", "x"])
+    assert missing.exit_code == 1 and "no topic 9" in missing.output
+    runner.invoke(cli, ["topics", "rename", "1"])
+    assert "bus · late · route" in runner.invoke(cli, ["topics"]).output
