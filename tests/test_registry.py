@@ -123,18 +123,31 @@ def test_a_topic_that_comes_back_is_revived_under_its_old_id(db_engine):
     assert revived.first_seen == T0 and revived.last_seen == NOW
 
 
+SPANISH_BUS = TopicSnapshot(unit(1, 0.4), [(w, 1.0) for w in ["autobús", "ruta", "parada"]])
+ENGLISH_BUS = TopicSnapshot(unit(1, -0.1), [(w, 1.0) for w in ["bus", "route", "stop"]])
+BOTH_BUS = TopicSnapshot(unit(1, 0), [(w, 1.0) for w in ["bus", "autobús", "route", "ruta"]], 20)
+
+
 def test_two_topics_that_became_one_leave_a_merged_pointer(db_engine):
-    spanish_bus = TopicSnapshot(unit(1, 0.3), [(w, 1.0) for w in ["autobús", "ruta", "parada"]])
-    english_bus = TopicSnapshot(unit(1, -0.3), [(w, 1.0) for w in ["bus", "route", "stop"]])
     with write_session(db_engine) as session:
-        es, en = apply_refit(session, [spanish_bus, english_bus], T0).ids
-    both = TopicSnapshot(unit(1, 0), [(w, 1.0) for w in ["bus", "autobús", "route", "ruta"]], 20)
+        es, en = apply_refit(session, [SPANISH_BUS, ENGLISH_BUS], T0).ids
+    rename_topic(db_engine, es, "Autobuses")
+    rename_topic(db_engine, en, "Buses")
     with write_session(db_engine) as session:
-        after = apply_refit(session, [both], NOW)
-    (kept,) = after.ids
-    assert kept in (es, en) and (after.kept, after.retired) == (1, 1)
-    gone = stored(db_engine)[en if kept == es else es]
-    assert gone.status == "merged" and gone.merged_into == kept
+        after = apply_refit(session, [BOTH_BUS], NOW)
+    assert after.ids == [en] and (after.kept, after.retired) == (1, 1)  # the closer one stays
+    topics = stored(db_engine)
+    assert topics[es].status == "merged" and topics[es].merged_into == en
+    assert topics[en].custom_label == "Buses"  # its own label wins
+
+
+def test_the_topic_a_labelled_one_merged_into_inherits_its_label(db_engine):
+    with write_session(db_engine) as session:
+        es, en = apply_refit(session, [SPANISH_BUS, ENGLISH_BUS], T0).ids
+    rename_topic(db_engine, es, "Autobuses")
+    with write_session(db_engine) as session:
+        apply_refit(session, [BOTH_BUS], NOW)
+    assert stored(db_engine)[en].custom_label == "Autobuses"
 
 
 def test_topics_of_another_embedding_model_retire(db_engine):
@@ -158,8 +171,9 @@ def test_rename_topic(db_engine):
         rename_topic(db_engine, bus + 100, "nothing")
 
 
-def kept_share(before: dict[int, Topic], engine, result) -> float:
-    """Share of the topics active before a refit that are active after it under the same ID."""
+def kept_shares(before: dict[int, Topic], engine, result) -> tuple[float, float]:
+    """Of the topics active before a refit, the share still active under the same ID; and of
+    the topics after it, the share that kept an old ID."""
     after = stored(engine)
     old = [i for i, t in before.items() if t.status == "active"]
     kept = [i for i in old if after[i].status == "active"]
@@ -167,7 +181,7 @@ def kept_share(before: dict[int, Topic], engine, result) -> float:
     assert result.topics_retired == len(old) - len(kept)
     assert result.topics_created + result.topics_kept == result.n_topics
     assert sum(t.status == "active" for t in after.values()) == result.n_topics
-    return len(kept) / len(old)
+    return len(kept) / len(old), len(kept) / result.n_topics
 
 
 def test_refit_in_another_order_keeps_topic_ids(fitted, tmp_path):  # noqa: F811
@@ -182,7 +196,8 @@ def test_refit_in_another_order_keeps_topic_ids(fitted, tmp_path):  # noqa: F811
             [{"id": i, "received_at": times[k]} for i, k in zip(ids, shuffled, strict=True)],
         )
     result = refit(engine, settings, corpus_vectors()[0], now=NOW, models_dir=tmp_path / "m")
-    assert kept_share(before, engine, result) >= 0.9
+    of_old, of_new = kept_shares(before, engine, result)  # measured: 1.00 and 0.90
+    assert of_old >= 0.9 and of_new >= 0.8
     engine.dispose()
 
 
@@ -207,7 +222,8 @@ def test_refit_with_ten_percent_more_data_keeps_ids_and_labels(tmp_path):
         engine, held_out.tolist(), times=[NOW - timedelta(minutes=m) for m in range(len(held_out))]
     )
     result = refit(engine, settings, embedder, now=NOW, models_dir=tmp_path / "m")
-    assert kept_share(before, engine, result) >= 0.9
+    of_old, of_new = kept_shares(before, engine, result)  # measured: 1.00 and 0.83
+    assert of_old >= 0.9 and of_new >= 0.75
     after = stored(engine)
     assert after[named.id].status == "active"
     assert after[named.id].custom_label == "Our biggest topic"
