@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -16,11 +17,17 @@ from sqlalchemy import Engine
 
 from core.db import create_db_engine, migrate
 from core.export import EXPORT_FORMATS, export_messages
-from core.models import ROLES, utcnow
+from core.models import ALERT_KINDS, ROLES, utcnow
 from core.queries import source_health, topic_list
 from core.settings import Settings
 from core.users import UserError, add_user, list_users
-from core.worker import configured_sources, schedule_jobs, schedule_topic_jobs
+from core.worker import (
+    configured_sources,
+    schedule_alert_jobs,
+    schedule_digest_job,
+    schedule_jobs,
+    schedule_topic_jobs,
+)
 from dashboard.tables import source_health_rows
 from ingestion.base import Connector
 from ingestion.errors import SourceConfigError
@@ -28,6 +35,7 @@ from ingestion.files import FORMATS, BadRow, import_file, import_size
 from ingestion.runner import sync_source
 from ingestion.sources import load_sources
 from topics.embeddings import load_embedder
+from topics.risk_review import ReviewError, confirm, dismiss, review_queue
 
 
 class Runtime:
@@ -119,6 +127,11 @@ def worker() -> None:
     sources = _sources(runtime, demo=runtime.settings.demo_enabled)
     schedule_jobs(scheduler, runtime.engine, runtime.settings, sources)
     schedule_topic_jobs(scheduler, runtime.engine, runtime.settings)
+    try:
+        schedule_alert_jobs(scheduler, runtime.engine, runtime.settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    schedule_digest_job(scheduler, runtime.engine, runtime.settings)
     _stop_on_sigterm()
     click.echo(f"Pulse worker: {len(sources)} source(s) and the topic jobs scheduled", err=True)
     scheduler.start()
@@ -283,6 +296,106 @@ def topics_rename(topic_id: int, label: str) -> None:
 
 
 @cli.group()
+def risk() -> None:
+    """The risk review queue: list flagged messages, confirm or dismiss a flag."""
+
+
+@risk.command("queue")
+@click.option("--all", "show_all", is_flag=True, help="Also messages already reviewed.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def risk_queue(show_all: bool, limit: int) -> None:
+    """Flagged messages: unreviewed first, urgent first, by priority, the longest waiting first."""
+    now = utcnow()
+    for item in review_queue(Runtime().engine, include_reviewed=show_all, limit=limit):
+        tags = [
+            *item.categories,
+            *(["negated"] * item.negated),
+            *(["third party"] * item.third_party),
+        ]
+        review = f"{item.review} by {item.reviewed_by}" if item.review else "waiting"
+        hours = item.age(now).total_seconds() / 3600
+        text = " ".join(item.body.split())
+        click.echo(
+            f"{item.id}\t{item.level}\t{item.score:.2f}\t{hours:.1f} h\t{', '.join(tags)}\t"
+            f"{review}\t{text[:100]}"
+        )
+
+
+def _review_command(action: str, message_id: int, user: str, reason: str) -> None:
+    review = confirm if action == "confirm" else dismiss
+    try:
+        item = review(Runtime().engine, message_id, user, reason)
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"message {item.id} ({item.level}): {item.review} by {item.reviewed_by}")
+
+
+@risk.command("confirm")
+@click.argument("message_id", type=int)
+@click.option("--user", required=True, help="Who confirms (kept in the audit log).")
+@click.option("--reason", required=True, help="Why, or what was done.")
+def risk_confirm(message_id: int, user: str, reason: str) -> None:
+    """Confirm MESSAGE_ID's risk flag."""
+    _review_command("confirm", message_id, user, reason)
+
+
+@risk.command("dismiss")
+@click.argument("message_id", type=int)
+@click.option("--user", required=True, help="Who dismisses (kept in the audit log).")
+@click.option("--reason", required=True, help="Why the flag is wrong.")
+def risk_dismiss(message_id: int, user: str, reason: str) -> None:
+    """Dismiss MESSAGE_ID's risk flag; its near-duplicates are downgraded from now on."""
+    _review_command("dismiss", message_id, user, reason)
+
+
+@cli.command("digest")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The local date, YYYY-MM-DD (default: yesterday in PULSE_TIMEZONE).",
+)
+@click.option("--send", is_flag=True, help="Queue it for PULSE_DIGEST_RECIPIENTS and send it now.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the HTML email (word cloud embedded) to this file.",
+)
+def digest_command(day: datetime | None, send: bool, html_out: Path | None) -> None:
+    """The daily digest of one date: printed as text, written as HTML, or emailed (--send)."""
+    from alerts.digest import digest_data, queue_digest, render_digest, yesterday
+    from alerts.mailer import send_pending
+
+    if send and html_out:
+        raise click.UsageError("use --send or --html, not both")
+    runtime = Runtime()
+    settings = runtime.settings
+    date = day.date() if day else yesterday(settings)
+    if send:
+        if not settings.digest_recipients.strip():
+            raise click.ClickException(
+                "PULSE_DIGEST_RECIPIENTS is empty: set it to a comma-separated list of addresses"
+            )
+        queued = queue_digest(runtime.engine, settings, date)
+        report = send_pending(runtime.engine, settings)
+        click.echo(
+            f"digest {date}: {queued} queued; outbox: {report.sent} sent, "
+            f"{report.deferred} deferred, {report.failed} failed"
+        )
+        if report.error or not settings.smtp_host:
+            reason = report.error or "PULSE_SMTP_HOST is not set"
+            click.echo(f"emails stay queued: {reason}", err=True)
+        return
+    email = render_digest(digest_data(runtime.engine, settings, date), settings)
+    if html_out:
+        html_out.write_text(email.html, encoding="utf-8")
+        click.echo(f"wrote {html_out}", err=True)
+    else:
+        click.echo(email.text, nl=False)
+
+
+@cli.group()
 def export() -> None:
     """Export data."""
 
@@ -324,6 +437,61 @@ def users_list() -> None:
     for user in list_users(Runtime().engine):
         state = "" if user.active else " (disabled)"
         click.echo(f"{user.username}\t{user.role}{state}")
+
+
+@cli.group()
+def alerts() -> None:
+    """Alerts: list them, acknowledge one, silence a kind or topic for a while."""
+
+
+@alerts.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also resolved alerts.")
+def alerts_list(show_all: bool) -> None:
+    """Open alerts (pending, firing, acknowledged, silenced), newest first."""
+    from alerts.engine import list_alerts
+
+    runtime = Runtime()
+    for alert in list_alerts(runtime.engine, include_closed=show_all):
+        label = (alert.details or {}).get("label", alert.fingerprint)
+        fired = alert.fired_at.astimezone(runtime.settings.tz) if alert.fired_at else None
+        when = f"fired {fired:%Y-%m-%d %H:%M}" if fired else "not fired"
+        click.echo(f"{alert.id}\t{alert.state}\t{alert.kind}\t{alert.severity}\t{when}\t{label}")
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--user", required=True, help="Who acknowledges it (recorded in the audit log).")
+def alerts_ack(alert_id: int, user: str) -> None:
+    """Acknowledge ALERT_ID: no more repeat emails; it still resolves when the signal ends."""
+    from alerts.engine import AlertError, acknowledge
+
+    try:
+        acknowledge(Runtime().engine, alert_id, user, utcnow())
+    except AlertError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"alert {alert_id} acknowledged by {user}")
+
+
+@alerts.command("silence")
+@click.option("--kind", type=click.Choice(ALERT_KINDS), help="Silence this kind of alert.")
+@click.option("--topic", "topic_id", type=int, help="Silence alerts about this topic id.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), required=True)
+@click.option("--user", required=True, help="Who silences (recorded in the audit log).")
+@click.option("--comment", help="Why, for the others.")
+def alerts_silence(
+    kind: str | None, topic_id: int | None, hours: float, user: str, comment: str | None
+) -> None:
+    """Silence alerts of a --kind and/or about a --topic for --hours: recorded, not emailed."""
+    from alerts.engine import AlertError, add_silence
+
+    now = utcnow()
+    try:
+        silence_id = add_silence(
+            Runtime().engine, kind, topic_id, now, now + timedelta(hours=hours), user, comment
+        )
+    except AlertError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"silence {silence_id} until {now + timedelta(hours=hours):%Y-%m-%d %H:%M} UTC")
 
 
 if __name__ == "__main__":

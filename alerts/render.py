@@ -45,7 +45,8 @@ KIND_COLOURS = {
 _PHONE = re.compile(r"\(?" + PHONE.pattern)
 _TRAILING_NON_DIGITS = re.compile(r"\D*$")
 
-_env = Environment(
+# The email templates (alerts and the daily digest): HTML autoescaped, text verbatim.
+template_env = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(
         enabled_extensions=("html.j2",), disabled_extensions=("txt.j2",), default=True
@@ -147,8 +148,8 @@ def render_alert_email(
         "district": settings.district_name,
         "alerts_url": settings.public_url.rstrip("/") + "/alerts",
     }
-    text = _env.get_template("alert.txt.j2").render(values)
-    html = _env.get_template("alert.html.j2").render(values)
+    text = template_env.get_template("alert.txt.j2").render(values)
+    html = template_env.get_template("alert.html.j2").render(values)
     return RenderedEmail(subject, text, html)
 
 
@@ -177,10 +178,10 @@ def _context(summary: AlertSummary, settings: Settings) -> dict[str, Any]:
 def _headline(summary: AlertSummary, title: str) -> str:
     if summary.observed is None or summary.kind == "source_down":
         return title
-    observed = _messages(summary.observed)
+    observed = messages_text(summary.observed)
     if summary.kind == "risk":
         return f"{title}: {observed} to review"
-    usual = f" (usually {_number(summary.expected)})" if summary.expected is not None else ""
+    usual = f" (usually {number_text(summary.expected)})" if summary.expected is not None else ""
     return f"{title}: {observed} in {_hours(summary)}{usual}"
 
 
@@ -193,9 +194,9 @@ def _facts(summary: AlertSummary, settings: Settings) -> list[str]:
         span = f"{_day(start)} {start:%H:%M} – {_day(end)} {end:%H:%M %Z}"
     facts = [f"Window: {_hours(summary)}, {span}"]
     if summary.observed is not None:
-        seen = _messages(summary.observed)
+        seen = messages_text(summary.observed)
         if summary.expected is not None:
-            seen += f"; usually about {_number(summary.expected)} at this time"
+            seen += f"; usually about {number_text(summary.expected)} at this time"
             if summary.expected > 0:
                 seen += f" ({summary.observed / summary.expected:.1f}×)"
         facts.append(seen)
@@ -209,8 +210,9 @@ def _day(moment: datetime) -> str:
     return f"{moment:%a} {moment.day} {moment:%b}"
 
 
-def _messages(count: float) -> str:
-    return f"{_number(count)} message{'' if count == 1 else 's'}"
+def messages_text(count: float) -> str:
+    """``count`` with its noun: "1 message", "12 messages", "2.5 messages"."""
+    return f"{number_text(count)} message{'' if count == 1 else 's'}"
 
 
 def _hours(summary: AlertSummary) -> str:
@@ -218,7 +220,8 @@ def _hours(summary: AlertSummary) -> str:
     return f"{hours:g} h"
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
+    """A count or expected count for people: whole from 10 on, else to one decimal if needed."""
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 

@@ -4,9 +4,9 @@
 
 Quality is reported on tests/data/risk_labelled.jsonl as a whole and on its two halves: the
 "tune" half (the rules and thresholds were adjusted while looking at its mistakes) and the
-"held-out" half (never looked at while tuning), split at random per level and language with a
-fixed seed. The demo corpus (data/demo, 778 everyday messages with their own risk labels) gives
-a further false-positive check on ordinary traffic.
+"held-out" half (never looked at while tuning), split at random per batch, level and language
+with a fixed seed (see ``load_labelled``). The demo corpus (data/demo, 778 everyday messages with
+their own risk labels) gives a further false-positive check on ordinary traffic.
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ SPLIT_SEED = 6  # issue 6
 
 
 def load_labelled(path: Path = LABELLED) -> list[dict]:
-    """The labelled messages, each with a "half" key: "tune" or "heldout"."""
+    """The labelled messages, each with a "half" key: "tune" or "heldout".
+
+    Each batch of messages (rows without a ``batch`` key are batch 1) is split on its own, at
+    random per level and language with a fixed seed, so adding a batch never moves a message
+    of an earlier batch from one half to the other.
+    """
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[int, str, str], list[dict]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r["id"]):
-        groups[(row["level"], row["lang"])].append(row)
+        groups[(row.get("batch", 1), row["level"], row["lang"])].append(row)
     rng = random.Random(SPLIT_SEED)
     for key in sorted(groups):
         members = groups[key]

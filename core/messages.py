@@ -36,6 +36,12 @@ class NewMessage:
     school: str | None = None
     language: str | None = None
     sentiment: float | None = None  # -1..1, filled by topics.enrich on ingest
+    risk_level: str = "none"  # none | review | urgent: topics.risk's rules, on ingest
+    risk_categories: list[str] | None = None
+    risk_score: float | None = None
+    risk_negated: bool = False
+    risk_third_party: bool = False
+    risk_evidence: list[str] | None = None
     meta: dict[str, Any] | None = None
     ingested_at: datetime = field(default_factory=utcnow)
 

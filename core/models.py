@@ -21,12 +21,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SOURCE_KINDS = ("email", "sms", "social", "webform", "voicemail", "import", "demo")
 RISK_LEVELS = ("none", "review", "urgent")
+RISK_REVIEWS = ("confirmed", "dismissed")
 TOPIC_STATUSES = ("active", "retired", "merged")
 ALERT_KINDS = ("spike", "emerging", "risk", "source_down")
 ALERT_STATES = ("pending", "firing", "resolved", "acknowledged", "silenced")
@@ -83,6 +85,7 @@ class Message(Base):
         Index("ix_messages_received_at", "received_at"),
         Index("ix_messages_topic_id_received_at", "topic_id", "received_at"),
         Index("ix_messages_risk_level", "risk_level"),
+        Index("ix_messages_risk_rescored_at_id", "risk_rescored_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -103,6 +106,16 @@ class Message(Base):
     sentiment: Mapped[float | None] = mapped_column(Float)
     risk_level: Mapped[str] = mapped_column(String(8), default="none")
     risk_categories: Mapped[list[str] | None] = mapped_column(JSON)
+    # The rest of the risk assessment (topics.risk) and its human review (topics.risk_review).
+    risk_score: Mapped[float | None] = mapped_column(Float)  # priority: review 0.5+, urgent 0.8+
+    risk_negated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    risk_third_party: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    risk_evidence: Mapped[list[str] | None] = mapped_column(JSON)  # the phrases that matched
+    risk_rescored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by similarity
+    risk_review: Mapped[str | None] = mapped_column(String(16))  # confirmed | dismissed
+    risk_reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    risk_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    risk_review_reason: Mapped[str | None] = mapped_column(Text)
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     topic_score: Mapped[float | None] = mapped_column(Float)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)

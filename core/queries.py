@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import ColumnElement, Engine, case, func, select
 
 from core.db import read_session
-from core.models import Message, SourceState, Topic
+from core.models import Alert, Message, SourceState, Topic
 
 
 @dataclass(frozen=True)
@@ -143,4 +145,116 @@ def topic_list(engine: Engine, include_inactive: bool = False) -> list[Topic]:
     if not include_inactive:
         query = query.where(Topic.status == "active")
     with read_session(engine) as session:
+        return list(session.scalars(query))
+
+
+def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the local calendar date ``day`` in UTC (23 or 25 h around DST)."""
+    start = datetime.combine(day, time(), tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
+    return start, end
+
+
+def daily_counts(engine: Engine, first: date, last: date, tz: ZoneInfo) -> pd.DataFrame:
+    """Messages per local date, source kind and topic, for the dates ``first`` to ``last``.
+
+    Columns: day (a ``date``), source_kind, topic_id (``<NA>`` for unassigned messages), n.
+    Dates without messages have no rows. Days are exact local days, whatever the UTC offset.
+    """
+    if last < first:
+        raise ValueError(f"daily_counts: last date {last} is before the first {first}")
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    edges = [local_day_bounds(day, tz)[0] for day in days] + [local_day_bounds(last, tz)[1]]
+    index = case(
+        *((Message.received_at < edge, i) for i, edge in enumerate(edges[1:])), else_=len(days)
+    )
+    window = (Message.received_at >= edges[0], Message.received_at < edges[-1])
+    rows = select(index.label("i"), Message.source_kind, Message.topic_id).where(*window).subquery()
+    query = select(rows.c.i, rows.c.source_kind, rows.c.topic_id, func.count().label("n"))
+    query = query.group_by(rows.c.i, rows.c.source_kind, rows.c.topic_id)
+    with read_session(engine) as session:
+        found = session.execute(query).all()
+    frame = pd.DataFrame(
+        [(days[i], kind, topic, n) for i, kind, topic, n in found],
+        columns=["day", "source_kind", "topic_id", "n"],
+    )
+    return frame.astype({"topic_id": "Int64", "n": "int64"})
+
+
+def first_message_at(engine: Engine) -> datetime | None:
+    """When the oldest stored message was received (None for an empty database)."""
+    with read_session(engine) as session:
+        return session.scalar(select(func.min(Message.received_at)))
+
+
+def topics_by_id(engine: Engine, ids: Iterable[int]) -> dict[int, Topic]:
+    """The topics with these IDs (whatever their status), by ID."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    with read_session(engine) as session:
+        return {t.id: t for t in session.scalars(select(Topic).where(Topic.id.in_(wanted)))}
+
+
+def new_topics(engine: Engine, since: datetime, until: datetime) -> list[Topic]:
+    """Topics first seen in ``[since, until)`` (not those merged away since), oldest first."""
+    query = select(Topic).where(
+        Topic.first_seen >= since, Topic.first_seen < until, Topic.status != "merged"
+    )
+    with read_session(engine) as session:
+        return list(session.scalars(query.order_by(Topic.first_seen, Topic.id)))
+
+
+def alerts_fired(engine: Engine, since: datetime, until: datetime) -> list[Alert]:
+    """Alerts that fired in ``[since, until)``, in the order they fired."""
+    query = select(Alert).where(Alert.fired_at >= since, Alert.fired_at < until)
+    with read_session(engine) as session:
+        return list(session.scalars(query.order_by(Alert.fired_at, Alert.id)))
+
+
+def most_negative_messages(
+    engine: Engine, since: datetime, until: datetime, limit: int = 3, below: float = 0.0
+) -> list[Message]:
+    """The messages of ``[since, until)`` with the lowest sentiment under ``below``.
+
+    Risk-flagged messages are left out: their text belongs in the risk queue, not in summaries.
+    """
+    query = (
+        select(Message)
+        .where(
+            Message.received_at >= since,
+            Message.received_at < until,
+            Message.sentiment < below,
+            Message.risk_level == "none",
+        )
+        .order_by(Message.sentiment, Message.id)
+        .limit(limit)
+    )
+    with read_session(engine) as session:
+        return list(session.scalars(query))
+
+
+def risk_flag_counts(engine: Engine, since: datetime, until: datetime) -> dict[str, int]:
+    """How many messages of ``[since, until)`` were flagged ``review`` and ``urgent``."""
+    query = (
+        select(Message.risk_level, func.count(Message.id))
+        .where(
+            Message.received_at >= since,
+            Message.received_at < until,
+            Message.risk_level.in_(("review", "urgent")),
+        )
+        .group_by(Message.risk_level)
+    )
+    with read_session(engine) as session:
+        found = dict(session.execute(query).all())
+    return {level: found.get(level, 0) for level in ("review", "urgent")}
+
+
+def messages_by_id(engine: Engine, ids: Iterable[int]) -> list[Message]:
+    """The messages with these IDs, in ID order."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    with read_session(engine) as session:
+        query = select(Message).where(Message.id.in_(wanted)).order_by(Message.id)
         return list(session.scalars(query))

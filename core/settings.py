@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -106,6 +107,67 @@ class Settings(BaseSettings):
         description="Comma-separated words never shown in topic words (the district's name "
         "and `district_name`'s words are always left out).",
     )
+    alert_sensitivity: str = Field(
+        "balanced",
+        description="Spike alerts: `low`, `balanced` or `high`: about 0.25, 1 or 4 false alerts "
+        "a week for the whole district (`app.py replay` on your history helps choose).",
+    )
+    calendar_file: Path = Field(
+        Path("calendar.toml"),
+        description="The school calendar (see `calendar.example.toml`); relative to the project "
+        "folder. Missing: Monday to Friday are school days, US federal holidays are breaks.",
+    )
+    emerging_min_messages: int = Field(
+        10,
+        ge=2,
+        description="A new topic or group of unassigned messages alerts at this many in 24 h.",
+    )
+    emerging_similarity: float = Field(
+        0.35,
+        gt=0,
+        le=1,
+        description="How alike unassigned messages must be to form an emerging group (centred "
+        "cosine similarity, average linkage).",
+    )
+    alert_interval_seconds: int = Field(
+        300,
+        ge=1,
+        description="The worker evaluates spike, emerging and source-down alerts this often.",
+    )
+    alert_pending_evaluations: int = Field(
+        1,
+        ge=0,
+        description="An alert fires after its signal persisted this many more evaluations "
+        "(spikes: hours of data), unless it is strong enough to fire at once.",
+    )
+    alert_resolve_evaluations: int = Field(
+        3,
+        ge=1,
+        description="A spike or emerging alert resolves after this many evaluations (spikes: "
+        "hours of data) without its signal.",
+    )
+    alert_repeat_hours: float = Field(
+        6.0, gt=0, description="A firing alert nobody acknowledged is emailed again this often."
+    )
+    alert_resolved_email: bool = Field(
+        False, description='Also email when an alert resolves ("has subsided").'
+    )
+    alert_routes_file: Path = Field(
+        Path("alerts.toml"),
+        description="Who gets which alert (see `alerts.example.toml`); relative to the project "
+        "folder. Missing: every alert to `PULSE_ALERT_RECIPIENTS`.",
+    )
+    alert_recipients: str = Field(
+        "",
+        description="Comma-separated addresses for alerts no routing group takes; empty and no "
+        "routes file: alerts are recorded, not emailed.",
+    )
+    risk_interval_seconds: int = Field(
+        30, ge=1, description="The worker looks for new urgent risk messages this often."
+    )
+    mail_interval_seconds: int = Field(
+        30, ge=1, description="The worker sends queued emails this often."
+    )
     public_url: str = Field(
         "http://127.0.0.1:8050",
         description="The dashboard's address as people reach it: links in emails point here.",
@@ -121,6 +183,16 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="SMTP password.")
     mail_from: str = Field(
         "Pulse <pulse@localhost>", description="The From address of Pulse's emails."
+    )
+    digest_time: str = Field(
+        "07:00",
+        description="Local time (HH:MM, `PULSE_TIMEZONE`) the worker queues yesterday's daily "
+        "digest email.",
+    )
+    digest_recipients: str = Field(
+        "",
+        description="Comma-separated addresses that get the daily digest; empty: no digest is "
+        "emailed (`app.py digest` still prints it).",
     )
     dashboard_refresh_seconds: int = Field(
         5, description="How often open dashboards check for new data."
@@ -143,6 +215,20 @@ class Settings(BaseSettings):
     def _known_security(cls, value: str) -> str:
         if value not in ("starttls", "ssl", "none"):
             raise ValueError(f"smtp_security {value!r}: use starttls, ssl or none")
+        return value
+
+    @field_validator("digest_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"digest_time {value!r}: use a 24-hour HH:MM time such as '07:00'")
+        return value
+
+    @field_validator("alert_sensitivity")
+    @classmethod
+    def _known_sensitivity(cls, value: str) -> str:
+        if value not in ("low", "balanced", "high"):
+            raise ValueError(f"alert_sensitivity {value!r}: use low, balanced or high")
         return value
 
     @property

@@ -1,5 +1,6 @@
 """The background worker: a sync job per configured source, each at its own interval, and the
-topic jobs (assign new messages every minute, refit every few hours)."""
+topic jobs (assign new messages every minute, refit every few hours), and the alert jobs
+(evaluate alerts, alert on urgent risk messages, send queued emails)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 from functools import cached_property
 
 from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, func, select
 
 from core.db import read_session
@@ -19,6 +21,7 @@ from ingestion.runner import sync_source
 from ingestion.sources import load_sources
 from topics.assign import assign_new_messages
 from topics.embeddings import Embedder, load_embedder
+from topics.risk_review import rescore_risk
 
 log = logging.getLogger(__name__)
 FIRST_REFIT_DELAY = timedelta(seconds=20)  # lets a fresh install's first syncs land first
@@ -63,7 +66,9 @@ class TopicJobs:
         return load_embedder(self.settings.embedding_model, self.settings.embedding_threads)
 
     def assign(self) -> None:
-        """Embed new messages and assign them to the nearest topic (or leave them emerging)."""
+        """Embed new messages, rescore their risk by similarity, and assign them to the nearest
+        topic (or leave them emerging); both share the cached embeddings."""
+        rescore_risk(self.engine, self.embedder)
         result = assign_new_messages(self.engine, self.settings, self.embedder)
         if result.scored:
             log.info("assigned %d of %d new messages to topics", result.assigned, result.scored)
@@ -92,3 +97,64 @@ def schedule_topic_jobs(scheduler: BaseScheduler, engine: Engine, settings: Sett
                       id="topics:refit", name="refit topics", next_run_time=first_refit,
                       **common)  # fmt: skip
     return jobs
+
+
+def schedule_digest_job(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> None:
+    """Queue yesterday's daily digest every day at ``settings.digest_time`` local time.
+
+    The mail job sends it from the outbox. A run held up by busy job threads still runs within
+    the hour; a worker that was down at that time does not catch up (``app.py digest --send``
+    does it by hand, and a date is never queued twice).
+    """
+    from alerts.digest import queue_yesterdays_digest  # keeps other commands quick to start
+
+    hour, minute = map(int, settings.digest_time.split(":"))
+    scheduler.add_job(
+        queue_yesterdays_digest,
+        CronTrigger(hour=hour, minute=minute, timezone=settings.tz),
+        args=[engine, settings],
+        id="digest",
+        name="queue the daily digest",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
+    )
+
+
+def schedule_alert_jobs(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> None:
+    """Evaluate alerts every ``alert_interval_seconds``, look for urgent risk messages every
+    ``risk_interval_seconds`` and send queued emails every ``mail_interval_seconds``.
+
+    The routes and calendar files are checked now, so a mistake in them stops the worker at
+    start with its message (``ValueError``) instead of failing every evaluation.
+    """
+    from alerts.engine import evaluate_alerts, evaluate_risk, school_calendar
+    from alerts.mailer import send_pending
+    from alerts.routing import load_routes
+
+    load_routes(settings)
+    school_calendar(engine, settings)
+
+    def evaluate() -> None:
+        result = evaluate_alerts(engine, settings, utcnow())
+        if result.fired or result.resolved or result.emails:
+            log.info("alerts: %s", result)
+
+    def risk() -> None:
+        result = evaluate_risk(engine, settings, utcnow())
+        if result.fired:
+            log.warning("risk: %d urgent message(s) alerted", len(result.fired))
+
+    def mail() -> None:
+        report = send_pending(engine, settings, utcnow())
+        if report.sent or report.failed or report.deferred:
+            log.info("outbox: %s", report)
+
+    now = utcnow()
+    common = {"max_instances": 1, "coalesce": True, "next_run_time": now}
+    scheduler.add_job(evaluate, "interval", seconds=settings.alert_interval_seconds,
+                      id="alerts:evaluate", name="evaluate alerts", **common)  # fmt: skip
+    scheduler.add_job(risk, "interval", seconds=settings.risk_interval_seconds,
+                      id="alerts:risk", name="alert on urgent risk messages", **common)  # fmt: skip
+    scheduler.add_job(mail, "interval", seconds=settings.mail_interval_seconds,
+                      id="alerts:mail", name="send queued emails", **common)  # fmt: skip

@@ -71,7 +71,7 @@ def _record_failure(engine: Engine, connector: Connector, error: str) -> None:
 
 
 def prepare_messages(raws: Iterable[RawMessage], kind: str, settings: Settings) -> list[NewMessage]:
-    """``raws`` normalised and enriched (language, sentiment), ready to upsert."""
+    """``raws`` normalised and enriched (language, sentiment, risk), ready to upsert."""
     return enrich_messages(
         normalize(raw, kind, settings.author_key, settings.max_body_chars) for raw in raws
     )

