@@ -163,7 +163,7 @@ def test_rows_at_or_after_now_are_ignored():
 # The tests
 
 
-def test_the_window_test_needs_a_small_p_value_a_minimum_count_and_ratio():
+def test_the_window_test_needs_a_small_p_value_a_minimum_count_excess_and_ratio():
     result = spikes.test_spike(12, 3.0, 0.0, min_count=6, min_ratio=2.0, alpha=1e-3)
     assert result.p_value == pytest.approx(stats.poisson.sf(11, 3.0))
     assert result.fire and result.ratio == 4.0
@@ -171,16 +171,28 @@ def test_the_window_test_needs_a_small_p_value_a_minimum_count_and_ratio():
     assert overdispersed.p_value > result.p_value
     assert not spikes.test_spike(5, 0.2, 0.0, min_count=6, min_ratio=2.0, alpha=1e-3).fire
     assert not spikes.test_spike(300, 200, 0.0, min_count=6, min_ratio=2.0, alpha=1e-3).fire
+    # 7 against 0.5 is improbable (p ~ 1e-6) but only +6.5 messages: not a burst worth an email.
+    small = spikes.test_spike(7, 0.5, 0.0, min_count=6, min_ratio=2.0, alpha=1e-3, min_excess=8)
+    assert small.p_value < 1e-5 and not small.fire
+    assert spikes.test_spike(12, 3.0, 0.0, 6, 2.0, 1e-3, min_excess=8).fire
 
 
 def test_sensitivity_spends_a_weekly_budget_over_the_weeks_tests():
     low, balanced, high = (spikes.thresholds(s, 20) for s in ("low", "balanced", "high"))
-    assert low.alpha < balanced.alpha < high.alpha
+    for window in spikes.WINDOWS:
+        assert low.alpha[window] < balanced.alpha[window] < high.alpha[window]
+        bigger = spikes.thresholds("balanced", 100).alpha[window]
+        assert bigger == pytest.approx(balanced.alpha[window] / 5)
     assert low.cusum_h > balanced.cusum_h > high.cusum_h
-    assert spikes.thresholds("balanced", 100).alpha == pytest.approx(balanced.alpha / 5)
-    assert balanced.immediate < balanced.alpha
+    # Most of the budget goes to the 1-hour window, whose signals skip the pending period.
+    assert balanced.alpha[1] > balanced.alpha[3] + balanced.alpha[24]
+    assert balanced.immediate[1] == balanced.alpha[1]
+    assert balanced.immediate[24] < balanced.alpha[24]
     with pytest.raises(ValueError, match="sensitivity"):
         spikes.thresholds("paranoid", 20)
+    greedy = spikes.SpikeConfig(window_budget_share={1: 0.8, 3: 0.2, 24: 0.1})
+    with pytest.raises(ValueError, match="window_budget_share"):
+        spikes.thresholds("balanced", 20, greedy)
 
 
 def test_district_factor_is_the_volume_weighted_median_ratio():
@@ -214,20 +226,39 @@ def test_bursts_of_three_times_and_ten_messages_an_hour_are_caught_at_once():
         )
         found = score(stream, run_alerts(stream))
         results += [(event, delay) for event, delay in found.delays if event.excess >= 10]
-        false += found.false_episodes
+        false += found.false_emails
     caught = [delay for _, delay in results if delay is not None]
     assert len(results) == 44
-    assert len(caught) >= 29  # measured 32 of 44
+    assert len(caught) >= 28  # measured 31 of 44
     assert np.median(caught) == 0  # at the first evaluation that sees them
-    assert false <= 3  # measured 2 in 3 weeks of a 30-topic district
+    assert false <= 6  # measured 4 emails in 3 weeks of a 30-topic district
 
 
-def test_event_free_weeks_raise_few_false_alerts():
-    episodes = 0
+def test_three_times_bursts_of_about_ten_more_messages_an_hour_fire_at_once():
+    # Topics 1, 5, 6 and 7 usually get 5.7 to 7.2 messages at 7 am on these school days, so
+    # tripling them adds +11 to +14: the weakest bursts the recall goal covers.
+    days = (3, 4, 5, 6)
+    topics = (1, 5, 6, 7)
+    bursts = [
+        Event(topic, "burst", local(2025, 11, day, 7), 1, 3.0, "peak")
+        for topic, day in zip(topics, days, strict=True)
+    ]
+    stream = generate_stream(81, n_topics=10, test_weeks=1, events_per_week=0, extra_events=bursts)
+    caught = 0
+    for burst in bursts:
+        found = spikes.evaluate(stream.counts, burst.end, SchoolCalendar(), "balanced", TZ)
+        hits = [signal for signal in found if signal.topic_id == burst.topic_id]
+        assert {signal.topic_id for signal in found} <= {burst.topic_id}  # no other topic
+        caught += any(signal.window == 1 and signal.immediate for signal in hits)
+    assert caught >= 3  # measured 3 of 4 (topic 5 drew 16 messages against 6.2 expected)
+
+
+def test_event_free_weeks_send_few_false_alert_emails():
+    emails = 0
     for seed in (2000, 2001, 2002):
         stream = generate_stream(seed, test_weeks=1, events_per_week=0)
-        episodes += len(run_alerts(stream))
-    assert episodes <= 3  # at most 1 a week for a district of 20 topics; measured 2 in 3 weeks
+        emails += score(stream, run_alerts(stream)).false_emails
+    assert emails <= 3  # at most 1 a week for a district of 20 topics; measured 1 in 3 weeks
 
 
 def test_a_snow_day_surge_fires_only_the_topic_whose_share_rose():
@@ -271,8 +302,9 @@ def test_cusum_catches_a_sustained_rise_long_before_the_windows():
         day_sd=0.02,
         extra_events=[step],
     )
-    found = [signal for signal in signalled(stream, start, 12) if signal.topic_id == 1]
-    # Measured: the CUSUM after 5 hours; the 24-hour window only once it is all inside the step.
+    found = [signal for signal in signalled(stream, start, 18) if signal.topic_id == 1]
+    # Measured: the CUSUM after 13 hours (its share of the budget is small: most goes to the
+    # 1-hour window); the 24-hour window only once it is all inside the step, at 24 hours.
     assert found and {signal.kind for signal in found} == {"cusum"}
     assert all(signal.immediate and signal.ratio > 1.3 for signal in found)
 
