@@ -112,6 +112,22 @@ def test_urgent_messages_in_english_and_spanish(text, category):
     assert category in found.categories, found
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i hope i don't wake up tomorrow",
+        "i'm ending it tonight",
+        "drank a bunch of bleach, idk what to do now",
+        "me quiero quitar la vida",
+        "quiero cortarme",
+        "hoy me mato",
+        "i'm gonna bring a pistola to school",
+    ],
+)
+def test_batch_3_coverage_of_method_and_plan_language(text):
+    assert assess(text).level == "urgent", assess(text)
+
+
 def test_method_words_without_the_word_suicide_are_urgent():
     for text in ("took a whole bottle of tylenol", "me tomé 15 pastillas de mi abuela",
                  "i'm on the roof of the parking garage and im done"):  # fmt: skip
@@ -140,6 +156,12 @@ def test_method_words_without_the_word_suicide_are_urgent():
         "Donación de sangre en la prepa el día 15 🩸",
         "we're going to shoot the school musical promo video on friday",
         "My daughter got hit in the face with a dodgeball, she's fine",
+        "bomb cyclone this weekend, will school be closed?",
+        "Staff training on active shooter response is moved to the 14th",
+        "quiero cortarme el pelo para la graduación",
+        "hoy me mato estudiando para el examen",
+        "i'm ending it with him, we're done dating",
+        "Mi hijo se lastimó el tobillo, no va a ir a educación física esta semana",
     ],
 )
 def test_idioms_and_harmless_uses_are_not_flagged(text):
@@ -360,7 +382,8 @@ def test_hard_negatives_false_positive_rate_is_under_five_percent(results):
 @pytest.mark.xfail(
     strict=True,
     reason="issue 6 goal (hard-negative false positives < 5%) not met on the "
-    "held-out half: 8.8% (0% on the tune half, 4.4% overall)",
+    "held-out half: rules 12/136 = 8.8% (0% on the tune half, 4.4% overall); with similarity "
+    "and the learned scorer 11.0%",
 )
 def test_issue_goal_false_positives_on_the_held_out_half(results):
     negatives = [(r, a) for r, a in results if r["level"] == "none" and r["half"] == "heldout"]
@@ -385,7 +408,9 @@ def test_urgent_and_review_recall_floors(results):
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 6 goal (urgent recall >= 98%) not met: 91% overall, 83% held-out"
+    strict=True,
+    reason="issue 6 goal (urgent recall >= 98%) not met: rules 92.9% overall, 86.5% held-out; "
+    "with the learned scorer (rescoring step) 96.3% overall, 93.2% held-out",
 )
 def test_issue_goal_urgent_recall_98_percent(results):
     urgent = [(r, a) for r, a in results if r["level"] == "urgent"]

@@ -34,7 +34,11 @@ How a message is scored:
    clearly closer to it than to any "none" anchor, a message the rules left at none becomes
    review; a review-level rule match very close to an urgent example of the same category
    becomes urgent. With the default embeddings the thresholds are strict (see below).
-7. **Dismissed examples**: messages a person dismissed in the review queue. A near-duplicate of
+7. **Learned scorer** (only with an embedder; ``topics/risk_scorer.py``, ``data/risk/scorer.json``):
+   two logistic regressions over the embedding raise none to review and review to urgent when
+   confident; they never lower a level. The category of a message raised from none is that of
+   its nearest curated risk example.
+8. **Dismissed examples**: messages a person dismissed in the review queue. A near-duplicate of
    one is downgraded one level (urgent → review, review → none), unless a ``hard`` match stands:
    a real plan, method or weapon is never silenced.
 
@@ -57,6 +61,7 @@ from re import _parser as sre_parse  # the public alias `sre_parse` warns since 
 import numpy as np
 
 from core.settings import DATA_DIR
+from topics.risk_scorer import RiskScorer, load_scorer
 
 RISK_DIR = DATA_DIR / "risk"
 PATTERN_FILES = (RISK_DIR / "patterns_en.txt", RISK_DIR / "patterns_es.txt")
@@ -778,9 +783,16 @@ class RiskModel:
         embedder=None,  # noqa: ANN001 - a topics.embeddings.Embedder or None
         examples: Sequence[Example] = (),
         dismissed: Iterable[str] = (),
+        scorer: RiskScorer | None = None,
     ) -> None:
         self.rules = ruleset or rules()
         self.embedder = embedder
+        if scorer is not None and (embedder is None or embedder.key != scorer.embedder_key):
+            raise ValueError(
+                f"the risk scorer was trained on {scorer.embedder_key!r} embeddings, not "
+                f"{getattr(embedder, 'key', None)!r}: retrain it (python -m topics.risk_scorer)"
+            )
+        self.scorer = scorer
         self.examples = [e for e in examples if e.category in CATEGORIES or e.category == "none"]
         dim = embedder.dim if embedder is not None else 0
         self.example_vectors = np.zeros((0, dim), dtype=np.float32)
@@ -799,7 +811,9 @@ class RiskModel:
 
     @property
     def _needs_embeddings(self) -> bool:
-        return self.embedder is not None and (self.similarity or len(self.dismissed_vectors) > 0)
+        return self.embedder is not None and (
+            self.similarity or self.scorer is not None or len(self.dismissed_vectors) > 0
+        )
 
     def add_dismissed(self, texts: Iterable[str]) -> None:
         """Remember messages a person dismissed; near-duplicates are downgraded from now on."""
@@ -838,6 +852,14 @@ class RiskModel:
             level, categories, matched, strength = self._similar(
                 found, np.asarray(embedding, dtype=np.float32), categories, matched, strength
             )
+        if embedding is not None and self.scorer is not None:
+            raised, probability = self.scorer.raised(level, found.negated, embedding)
+            if raised != level and level == "none":
+                nearest = self._nearest_category(np.asarray(embedding, np.float32))
+                raised, categories = (raised, [nearest]) if nearest else (level, categories)
+            if raised != level:
+                level, strength = raised, probability
+                matched = [*matched, f"~scorer:{raised}:{probability:.2f}"]
         if level != "none" and self._dismissed(normalised, embedding) and not found.hard:
             level = LEVELS[RANK[level] - 1]
             matched.append("~dismissed")
@@ -846,7 +868,7 @@ class RiskModel:
         if level == "none":
             return RiskAssessment("none", [], False, False, 0.0, matched)
         third_party = found.third_party
-        if found.level == "none":  # raised by similarity: who is it about?
+        if found.level == "none":  # raised by similarity or the scorer: who is it about?
             third_party = third_party_cue(normalised, self.rules)
         score = {"review": 0.5, "urgent": 0.8}[level] + 0.19 * min(1.0, strength)
         return RiskAssessment(
@@ -885,6 +907,14 @@ class RiskModel:
                     break
         return level, categories, matched, strength
 
+    def _nearest_category(self, vector: np.ndarray) -> str | None:
+        """The category of the curated risk example closest to ``vector`` (None: no examples)."""
+        risky = ~self._none
+        if not self.similarity or not risky.any():
+            return None
+        sims = np.where(risky, self.example_vectors @ vector, -np.inf)
+        return self.examples[int(np.argmax(sims))].category
+
     def _dismissed(self, normalised: str, embedding: np.ndarray | None) -> bool:
         if _key(normalised) in self.dismissed_keys:
             return True
@@ -902,9 +932,13 @@ def load_risk_model(
     embedder=None,  # noqa: ANN001 - a topics.embeddings.Embedder, or None for rules only
     dismissed: Sequence[str] = (),
 ) -> RiskModel:
-    """The shipped rules plus, with an embedder, the curated examples and dismissed messages."""
+    """The shipped rules plus, with an embedder, the curated examples, the learned scorer (when
+    it was trained on that embedder's vectors) and dismissed messages."""
     examples = load_examples() if embedder is not None else []
-    return RiskModel(rules(), embedder, examples, dismissed)
+    scorer = load_scorer() if embedder is not None else None
+    if scorer is not None and scorer.embedder_key != embedder.key:
+        scorer = None  # trained for the default embeddings: another model's vectors differ
+    return RiskModel(rules(), embedder, examples, dismissed, scorer)
 
 
 @cache

@@ -8,8 +8,9 @@
 - Dismissed messages are the district's own list of reviewed negatives: :func:`reviewed_model`
   loads them into the :class:`~topics.risk.RiskModel`, which downgrades their near-duplicates.
 - :func:`rescore_risk` runs in the assign step, once per message, on the embeddings that step
-  computes anyway: similarity to the curated examples may raise the level the rules gave at
-  ingest; only a dismissed near-duplicate lowers it. A reviewed message is never rescored.
+  computes anyway: similarity to the curated examples and the learned scorer
+  (``topics.risk_scorer``) may raise the level the rules gave at ingest; only a dismissed
+  near-duplicate lowers it. A reviewed message is never rescored.
 """
 
 from __future__ import annotations
