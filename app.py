@@ -62,6 +62,12 @@ def _serve_web(runtime: Runtime, host: str | None, port: int | None) -> None:
     port = port or runtime.settings.port
     app = create_app(runtime.settings, runtime.engine)
     click.echo(f"Pulse dashboard: http://{host}:{port}/", err=True)
+    if not list_users(runtime.engine):
+        click.echo(
+            "No dashboard users yet: add one to sign in with "
+            "`python app.py users add NAME --role admin`",
+            err=True,
+        )
     app.run(host=host, port=port, debug=False)
 
 

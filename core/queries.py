@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, func, select
 
 from core.db import read_session
-from core.models import Alert, Message, SourceState, Topic
+from core.models import Alert, Message, ModelRun, SourceState, Topic
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,14 @@ def hour_bucket(dialect: str, column: ColumnElement[datetime]) -> ColumnElement[
 
 
 def data_version(engine: Engine) -> str:
-    """A cheap token that changes whenever messages are added; dashboards poll it."""
+    """A cheap token that changes whenever messages are added, scored by the topic assigner
+    (so ``topic_counts`` grew) or a topic model is fitted; dashboards poll it."""
     with read_session(engine) as session:
-        latest_id, count = session.execute(
-            select(func.max(Message.id), func.count(Message.id))
+        latest_id, count, scored = session.execute(
+            select(func.max(Message.id), func.count(Message.id), func.count(Message.topic_score))
         ).one()
-    return f"{latest_id or 0}:{count}"
+        last_run = session.scalar(select(func.max(ModelRun.id)))
+    return f"{latest_id or 0}:{count}:{scored}:{last_run or 0}"
 
 
 def volume_stats(engine: Engine, now: datetime) -> VolumeStats:

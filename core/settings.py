@@ -197,6 +197,42 @@ class Settings(BaseSettings):
     dashboard_refresh_seconds: int = Field(
         5, description="How often open dashboards check for new data."
     )
+    dashboard_cache_dir: Path | None = Field(
+        None,
+        description="Folder where the dashboard caches computed figures, shared by its web "
+        "workers; relative to the project folder. Unset: a folder in the system temporary "
+        "directory named after the database.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key that signs dashboard session cookies. Unset: a random key is made once "
+        "and kept in `data/secrets/session.key` (sessions survive restarts).",
+    )
+    wall_token: SecretStr | None = Field(
+        None,
+        description="Token that opens the wall display: `/wall?token=...`. Unset: `/wall` is "
+        "disabled.",
+    )
+    wall_rotate_seconds: int = Field(
+        20, gt=0, description="The wall display shows each panel for this many seconds."
+    )
+    wall_stale_minutes: int = Field(
+        15,
+        gt=0,
+        description="The wall display shows a stale banner when its newest message is older "
+        "than this, or when the server has not answered for this long.",
+    )
+    wall_min_count: int = Field(
+        5,
+        ge=1,
+        description="The wall display hides topics with fewer messages than this in a panel's "
+        "window (small-count suppression), so no one can be singled out.",
+    )
+    login_rate_limit: str = Field(
+        "5/300",
+        description="Failed logins allowed per username and address, per seconds (`5/300`: 5 "
+        "failures in 5 minutes, then HTTP 429 until the oldest expires).",
+    )
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
 
     @field_validator("timezone")
@@ -231,6 +267,16 @@ class Settings(BaseSettings):
             raise ValueError(f"alert_sensitivity {value!r}: use low, balanced or high")
         return value
 
+    @field_validator("login_rate_limit")
+    @classmethod
+    def _failures_per_seconds(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+        if not match or 0 in (int(match[1]), int(match[2])):
+            raise ValueError(
+                f"login_rate_limit {value!r}: use FAILURES/SECONDS with both above 0, e.g. '5/300'"
+            )
+        return value
+
     @property
     def tz(self) -> ZoneInfo:
         """The district's time zone."""
@@ -251,13 +297,32 @@ class Settings(BaseSettings):
         """The key used to hash authors: from settings, else a generated key kept on disk."""
         if self.author_hash_key is not None:
             return self.author_hash_key.get_secret_value().encode()
-        key_file = DATA_DIR / "secrets" / "author_hash.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            draft = key_file.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            draft.write_text(secrets.token_hex(32))
-            draft.chmod(0o600)
-            with contextlib.suppress(FileExistsError):  # another process made it first
-                os.link(draft, key_file)
-            draft.unlink()
-        return key_file.read_text().strip().encode()
+        return generated_secret("author_hash.key")
+
+    @cached_property
+    def session_key(self) -> bytes:
+        """The key that signs session cookies: from settings, else a generated key kept on disk."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return generated_secret("session.key")
+
+    @property
+    def login_limit(self) -> tuple[int, int]:
+        """``login_rate_limit`` as (failures allowed, per seconds)."""
+        failures, seconds = self.login_rate_limit.split("/")
+        return int(failures), int(seconds)
+
+
+def generated_secret(name: str) -> bytes:
+    """A random key made once and kept in ``data/secrets/<name>`` (mode 0600, never committed);
+    several processes starting together all end up with the same key."""
+    key_file = DATA_DIR / "secrets" / name
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        draft = key_file.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(draft, key_file)
+        draft.unlink()
+    return key_file.read_text().strip().encode()

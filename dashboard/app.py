@@ -6,8 +6,10 @@ dashboard works on a network with no internet access.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dash_bootstrap_components as dbc
-from dash import Dash, html, page_container
+from dash import Dash, Input, Output, dcc, html, page_container
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine
@@ -15,6 +17,10 @@ from sqlalchemy import Engine
 from core.models import utcnow
 from core.queries import data_version, volume_stats
 from core.settings import PROJECT_ROOT, Settings
+from dashboard.access import current_role, current_username, role_at_least
+from dashboard.auth import csrf_token
+from dashboard.auth import install as install_auth
+from dashboard.cache import init_cache
 from dashboard.context import PulseContext, attach, pulse
 from ingestion.webhooks import blueprint as webhooks_blueprint
 
@@ -33,6 +39,10 @@ def create_app(settings: Settings, engine: Engine) -> Dash:
         suppress_callback_exceptions=True,
     )
     attach(app.server, PulseContext(settings=settings, engine=engine))
+    init_cache(app.server, settings)
+    install_auth(app.server, settings)
+    # on the app, not dash.callback: the first app to serve takes all global callbacks
+    app.callback(Output("nav-user", "children"), Input("_pages_location", "pathname"))(user_menu)
     app.layout = html.Div(
         [
             dbc.Navbar(
@@ -42,14 +52,16 @@ def create_app(settings: Settings, engine: Engine) -> Dash:
                         dbc.Nav(
                             [
                                 dbc.NavLink("Overview", href="/", active="exact"),
+                                dbc.NavLink("Messages", href="/messages", active="exact"),
                                 dbc.NavLink("Sources", href="/sources", active="exact"),
                             ]
                         ),
+                        dbc.Nav(id="nav-user", className="ms-auto align-items-center"),
                     ]
                 ),
                 color="dark",
                 dark=True,
-                className="mb-3",
+                className="pulse-navbar d-print-none mb-3",  # wall.css hides it on /wall
             ),
             dbc.Container(page_container, fluid=True),
         ]
@@ -69,3 +81,24 @@ def _health() -> ResponseReturnValue:
         latest_received_at=latest,
         data_version=data_version(engine),
     )
+
+
+def user_menu(_path: str | None) -> list[Any]:
+    """Links to the pages this role may open, who is signed in, and a sign-out button; nothing
+    for a wall display."""
+    if not role_at_least("viewer"):
+        return []
+    links = [dbc.NavLink("Alerts", href="/alerts", active="exact")]
+    if role_at_least("analyst"):
+        links.append(dbc.NavLink("Risk queue", href="/risk", active="exact"))
+    sign_out = html.Form(
+        [
+            dcc.Input(type="hidden", name="csrf_token", value=csrf_token()),
+            dbc.Button("Sign out", type="submit", size="sm", color="secondary", outline=True),
+        ],
+        method="POST",
+        action="/logout",
+        className="ms-3",
+    )
+    who = html.Span(f"{current_username()} ({current_role()})", className="navbar-text ms-3")
+    return [*links, who, sign_out]

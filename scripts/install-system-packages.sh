@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite's real servers need (PostgreSQL, Dovecot IMAP),
-# when they are missing. Needs root (or sudo); otherwise says what to install.
+# Installs the Debian packages the test suite's real servers and browser need (PostgreSQL,
+# Dovecot IMAP, Chromium for the dashboard's browser tests), when they are missing. Needs root
+# (or sudo); otherwise says what to install.
 set -euo pipefail
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   sudo_cmd=()

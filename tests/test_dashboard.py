@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from dash.exceptions import PreventUpdate
+from dash_client import login, make_dashboard
+from pydantic import SecretStr
 
 from core.db import write_connection
 from core.messages import NewMessage, upsert_messages
@@ -58,33 +59,16 @@ def test_volume_figure_stacks_channels_in_local_time(settings):
 
 @pytest.fixture
 def app(settings):
-    from core.db import create_db_engine, migrate
-    from dashboard.app import create_app
-
-    engine = create_db_engine(settings.resolved_database_url)
-    migrate(engine)
-    return create_app(settings, engine), engine
-
-
-def test_overview_callback_refreshes_only_when_data_changed(app):
-    from dashboard.pages.overview import refresh_overview
-
-    dash_app, engine = app
-    add(engine, 12, "sms", utcnow() - timedelta(minutes=30))
-    with dash_app.server.test_request_context("/"):
-        last_hour, last_24h, total, latest, figure, version = refresh_overview(1, None)
-        assert (last_hour, last_24h, total) == ("12", "12", "12") and latest != "none yet"
-        assert sum(sum(trace.y) for trace in figure.data) == 12
-        with pytest.raises(PreventUpdate):
-            refresh_overview(2, version)
+    return make_dashboard(settings.model_copy(update={"secret_key": SecretStr("test")}))
 
 
 def test_health_endpoint_and_pages_respond(app):
     dash_app, engine = app
     add(engine, 3, "email", utcnow() - timedelta(minutes=5))
     client = dash_app.server.test_client()
-    health = client.get("/health").get_json()
+    health = client.get("/health").get_json()  # open: monitoring needs no sign-in
     assert health["status"] == "ok" and health["messages"] == 3
+    login(client, "vera")
     page = client.get("/")
     assert page.status_code == 200
     # offline-first: every stylesheet and script comes from this server, none from a CDN
@@ -112,7 +96,9 @@ def test_sources_page_lists_health_with_down_sources_first(app, settings):
     assert [(r["source"], r["status"]) for r in rows] == [("inbox", "DOWN"), ("list", "OK")]
     assert rows[0]["last_error"] == "PermissionError: bad password"
     assert rows[0]["last_success"] == "never" and rows[1]["messages"] == 2
-    assert dash_app.server.test_client().get("/sources").status_code == 200
+    client = dash_app.server.test_client()
+    login(client, "vera")
+    assert client.get("/sources").status_code == 200
 
 
 def test_ago_reads_like_a_person_would_say_it():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 from conftest import free_port
@@ -21,6 +24,7 @@ from core.models import SOURCE_KINDS
 from core.settings import PROJECT_ROOT
 
 STARTUP_LIMIT_S = 60
+E2E_USER, E2E_PASSWORD = "eve", "e2e-password-123"
 
 
 def get_json(url: str) -> dict:
@@ -28,12 +32,30 @@ def get_json(url: str) -> dict:
         return json.load(response)
 
 
-def post_json(url: str, payload: dict) -> dict:
+def post_json(opener: urllib.request.OpenerDirector, url: str, payload: dict) -> dict:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with opener.open(request, timeout=10) as response:
         return json.load(response)
+
+
+def add_viewer(env: dict[str, str]) -> None:
+    """A dashboard user in the test's database, added with the CLI as a district would."""
+    command = [sys.executable, "app.py", "users", "add", E2E_USER, "--role", "viewer",
+               "--password", E2E_PASSWORD]  # fmt: skip
+    subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=60)
+
+
+def signed_in(base: str) -> urllib.request.OpenerDirector:
+    """A cookie-keeping client signed in through the login form (with its CSRF token)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(f"{base}/login", timeout=5) as page:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode())[1]
+    form = {"csrf_token": token, "username": E2E_USER, "password": E2E_PASSWORD}
+    with opener.open(f"{base}/login", urlencode(form).encode(), timeout=10) as reply:
+        assert reply.url == f"{base}/"  # redirected to the overview, not back to the form
+    return opener
 
 
 def bar_total(values: list | dict) -> int:
@@ -65,6 +87,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
         **{k: v for k, v in os.environ.items() if not k.startswith("PULSE_")},
         "PULSE_DATABASE_URL": f"sqlite:///{tmp_path / 'pulse.db'}",
         "PULSE_AUTHOR_HASH_KEY": "e2e",
+        "PULSE_SECRET_KEY": "e2e-session",
         "PULSE_DEMO_BACKFILL_DAYS": "0",
         "PULSE_DEMO_INTERVAL_SECONDS": "1",
         "PULSE_DEMO_MESSAGES_PER_DAY": "200000",  # new messages every second, day and night
@@ -106,29 +129,56 @@ def test_run_brings_up_the_dashboard_with_demo_messages_arriving(tmp_path: Path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "app.py", "run", "--port", str(port)]
-    with started(command, demo_env(tmp_path), tmp_path / "run.log") as process:
+    env = demo_env(tmp_path)
+    add_viewer(env)
+    with started(command, env, tmp_path / "run.log") as process:
         _first, later = arrivals(base, process)
         with urllib.request.urlopen(f"{base}/", timeout=5) as page:
-            assert page.status == 200 and b"Pulse" in page.read()
-        outputs = ["kpi-last-hour", "kpi-last-24h", "kpi-total", "kpi-latest"]
+            assert page.url == f"{base}/login?next=/"  # signed out: the sign-in form
+        opener = signed_in(base)
+        with opener.open(f"{base}/", timeout=5) as page:
+            assert page.status == 200 and page.url == f"{base}/" and b"Pulse" in page.read()
+        tiles = [
+            "kpi-today",
+            "kpi-today-usual",
+            "kpi-alerts",
+            "kpi-alerts-note",
+            "kpi-urgent",
+            "kpi-urgent-note",
+            "kpi-negative",
+            "kpi-negative-note",
+        ]
+        outputs = [{"id": i, "property": "children"} for i in tiles] + [
+            {"id": "overview-heatmap", "property": "figure"},
+            {"id": "overview-trending", "property": "children"},
+            {"id": "overview-channels", "property": "figure"},
+            {"id": "volume-graph", "property": "figure"},
+            {"id": "overview-cloud-topic", "property": "options"},
+        ]
+        filters = {
+            "overview-window": "30d",
+            "overview-kind": "",
+            "overview-school": "",
+            "overview-language": "",
+        }
+        spec = "...".join(f"{o['id']}.{o['property']}" for o in outputs)
         update = post_json(
+            opener,
             f"{base}/_dash-update-component",
             {
-                "output": "..kpi-last-hour.children...kpi-last-24h.children...kpi-total.children"
-                "...kpi-latest.children...volume-graph.figure...overview-version.data..",
-                "outputs": [{"id": i, "property": "children"} for i in outputs]
-                + [{"id": "volume-graph", "property": "figure"},
-                   {"id": "overview-version", "property": "data"}],
-                "inputs": [{"id": "overview-tick", "property": "n_intervals", "value": 1}],
-                "changedPropIds": ["overview-tick.n_intervals"],
-                "state": [{"id": "overview-version", "property": "data", "value": None}],
+                "output": f"..{spec}..",
+                "outputs": outputs,
+                "inputs": [{"id": "overview-version", "property": "data",
+                            "value": later["data_version"]}]
+                + [{"id": i, "property": "value", "value": v} for i, v in filters.items()],
+                "changedPropIds": ["overview-version.data"],
             },
         )  # fmt: skip
-        total = int(update["response"]["kpi-total"]["children"].replace(",", ""))
-        assert total >= later["messages"]
-        bars = update["response"]["volume-graph"]["figure"]["data"]
+        response = update["response"]
+        assert int(response["kpi-today"]["children"].replace(",", "")) >= 0
+        bars = response["volume-graph"]["figure"]["data"]
         assert {bar["name"] for bar in bars} <= set(SOURCE_KINDS) and bars
-        assert sum(bar_total(bar["y"]) for bar in bars) == total  # every message is in the chart
+        assert sum(bar_total(bar["y"]) for bar in bars) >= later["messages"]  # all in the chart
     assert process.returncode == 0  # SIGTERM is a clean stop
     log = (tmp_path / "run.log").read_text()
     assert "Pulse dashboard: http://127.0.0.1:" in log
