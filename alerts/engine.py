@@ -159,6 +159,15 @@ class Signal:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SpikeSnapshot:
+    """The spike signals of one hour of data (``tick``), reusable by later evaluations in that
+    hour: spike tests see complete hours only."""
+
+    tick: datetime
+    signals: tuple[Signal, ...]
+
+
 @dataclass
 class EvaluationResult:
     """What one evaluation did (alert ids)."""
@@ -170,6 +179,7 @@ class EvaluationResult:
     repeated: list[int] = field(default_factory=list)
     pending: int = 0  # alerts still pending afterwards
     emails: int = 0  # notifications queued
+    spikes: SpikeSnapshot | None = None  # the spike signals it used (evaluate_alerts)
 
 
 @dataclass(frozen=True)
@@ -194,22 +204,31 @@ def evaluate_alerts(
     *,
     calendar: SchoolCalendar | None = None,
     routes: Routes | None = None,
+    spikes: SpikeSnapshot | None = None,
 ) -> EvaluationResult:
     """Evaluate every alert kind at ``now``; alerts and emails are written in one transaction.
 
     ``calendar`` defaults to :func:`school_calendar`, ``routes`` to
-    :func:`alerts.routing.load_routes`. Sends nothing: the outbox does.
+    :func:`alerts.routing.load_routes`. ``spikes``: an earlier evaluation's spike signals
+    (``EvaluationResult.spikes``), reused when they are of the same hour of data; pass them
+    only when no complete hour's counts changed since (replay does, between refits). Sends
+    nothing: the outbox does.
     """
     calendar = calendar or school_calendar(engine, settings)
     routes = routes or load_routes(settings)
     config = SpikeConfig()
     span = timedelta(hours=config.history_weeks * HOURS_PER_WEEK + config.guard_hours + 1)
     counts = load_counts(engine, now - span, now)
-    signals = spike_signals(counts, now, calendar, settings, config)
+    tick = tick_for("spike", now)
+    if spikes is None or spikes.tick != tick:
+        spikes = SpikeSnapshot(tick, tuple(spike_signals(counts, now, calendar, settings, config)))
+    signals = list(spikes.signals)
     signals += emerging_signals(engine, settings, counts, now)
     signals += source_down_signals(engine, settings, now)
     signals += risk_signals(engine, now)
-    return _apply(engine, settings, now, signals, ALERT_KINDS, calendar, routes)
+    result = _apply(engine, settings, now, signals, ALERT_KINDS, calendar, routes)
+    result.spikes = spikes
+    return result
 
 
 def evaluate_risk(
@@ -219,6 +238,37 @@ def evaluate_risk(
     signals = risk_signals(engine, now)
     routes = routes or load_routes(settings)
     return _apply(engine, settings, now, signals, ("risk",), SchoolCalendar(), routes)
+
+
+def next_change(engine: Engine, settings: Settings, now: datetime) -> datetime:
+    """When, after an evaluation at ``now``, another evaluation could next change anything if
+    no data change in between (messages, assignments, refits, reviews, acknowledgements, source
+    syncs are the caller's to notice): ``now`` itself — the very next evaluation — while an
+    emerging or source-down alert is open (each of their evaluations counts), else the earliest
+    of the next complete hour (spikes), a firing alert's next repeat, a silence's start or end
+    and, while a spike alert is firing or silenced, the next local midnight (calendar events
+    mute by day)."""
+    with read_session(engine) as session:
+        rows = session.execute(
+            select(Alert.kind, Alert.state, Alert.details).where(Alert.state.in_(OPEN_STATES))
+        ).all()
+        boundaries = [
+            session.scalar(select(func.min(column)).where(column > now))
+            for column in (Silence.starts_at, Silence.ends_at)
+        ]
+    if any(row.kind in ("emerging", "source_down") for row in rows):
+        return now
+    moments = [tick_for("spike", now) + timedelta(hours=1)]
+    moments += [moment for moment in boundaries if moment is not None]
+    repeat = timedelta(hours=settings.alert_repeat_hours)
+    for row in rows:
+        notified = (row.details or {}).get("notified_at")
+        if row.state == "firing" and notified is not None:
+            moments.append(datetime.fromisoformat(notified) + repeat)
+    if any(row.kind == "spike" and row.state in ("firing", "silenced") for row in rows):
+        tomorrow = now.astimezone(settings.tz).date() + timedelta(days=1)
+        moments.append(datetime.combine(tomorrow, datetime.min.time(), settings.tz))
+    return min(moments)
 
 
 def spike_signals(

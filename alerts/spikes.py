@@ -15,8 +15,8 @@ minimum ratio. The minimum excess keeps the 1-hour window, which gets most of th
 spending it on topics that usually see about one message an hour: 7 messages against 1
 expected is improbable but not what the issue calls a burst (+10 messages an hour). When the whole
 district is surging (a snow day), the expected counts are scaled by the district factor (the
-volume-weighted median of the topics' observed/expected ratios), so only topics whose share
-rose fire. A Poisson CUSUM over the guard period catches sustained rises the windows miss; its
+volume-weighted median of the other topics' observed/expected ratios), so only topics whose
+share rose fire. A Poisson CUSUM over the guard period catches sustained rises the windows miss; its
 log-likelihood ratios are divided by the variance/mean of the topic's daily counts
 (quasi-Poisson), so ordinary day-to-day swings do not add up to an alarm.
 
@@ -340,7 +340,7 @@ def evaluate(
         seen = observed[-window:].sum(axis=0)
         usual = expected[-window:].sum(axis=0)
         phi = baseline.dispersion[window][testable]
-        factor = float(_surge(seen[None, :], usual[None, :], phi, config)[0])
+        factor = _surge(seen[None, :], usual[None, :], phi, config)[0]
         usual = usual * factor
         p_values, ratio, fire = _window_test(
             seen,
@@ -360,7 +360,7 @@ def evaluate(
                 float(p_values[i]),
                 float(ratio[i]),
                 "burst",
-                factor > 1,
+                bool(factor[i] > 1),
                 bool(p_values[i] < limits.immediate[window]),
             )
             for i in np.flatnonzero(fire)
@@ -395,7 +395,7 @@ def _cusum_signals(
     expected = baseline.expected[guard][:, testable]
     phi = baseline.dispersion[1][testable]
     factors = _surge(observed, expected, phi, config)
-    expected = expected * factors[:, None]
+    expected = expected * factors
     # A topic's CUSUM starts once it is old enough to be tested.
     first = baseline.born[testable] + config.min_age_hours - guard.start
     counting = np.arange(config.guard_hours)[:, None] >= first[None, :]
@@ -422,7 +422,7 @@ def _cusum_signals(
                 float(p_value),
                 float(seen / max(usual, MIN_EXPECTED)),
                 "cusum",
-                bool((factors[run] > 1).any()),
+                bool((factors[run, i] > 1).any()),
                 True,
             )
         )
@@ -432,15 +432,24 @@ def _cusum_signals(
 def _surge(
     observed: np.ndarray, expected: np.ndarray, dispersion: np.ndarray, config: SpikeConfig
 ) -> np.ndarray:
-    """Per row of (rows, topics) counts, the district factor where the district is surging:
-    at least ``surge_min`` and a total significantly above expectation; else 1 (a quiet
-    district never lowers expectations)."""
-    factor = district_factor(observed, expected)
-    total = expected.sum(axis=1)
-    # The total's dispersion if topics vary independently: sum of variances over mean².
-    phi = (dispersion * expected**2).sum(axis=1) / np.maximum(total, MIN_EXPECTED) ** 2
-    surging = upper_tail(observed.sum(axis=1), total, phi) < config.surge_alpha
-    return np.where(surging & (factor >= config.surge_min), factor, 1.0)
+    """Per row of (rows, topics) counts and per topic, the district factor of the OTHER topics
+    where they are surging: at least ``surge_min`` and their total significantly above
+    expectation; else 1 (a quiet district never lowers expectations). Leaving the topic out
+    keeps one topic's own burst from passing for a district-wide surge when there are few."""
+    n_topics = observed.shape[1]
+    factors = np.ones(observed.shape)
+    for topic in range(n_topics):
+        others = np.arange(n_topics) != topic
+        if not others.any():
+            continue
+        seen, usual = observed[:, others], expected[:, others]
+        factor = district_factor(seen, usual)
+        total = usual.sum(axis=1)
+        # The total's dispersion if topics vary independently: sum of variances over mean².
+        phi = (dispersion[others] * usual**2).sum(axis=1) / np.maximum(total, MIN_EXPECTED) ** 2
+        surging = upper_tail(seen.sum(axis=1), total, phi) < config.surge_alpha
+        factors[:, topic] = np.where(surging & (factor >= config.surge_min), factor, 1.0)
+    return factors
 
 
 def _wide(

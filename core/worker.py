@@ -5,8 +5,10 @@ topic jobs (assign new messages every minute, refit every few hours), and the al
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -19,9 +21,13 @@ from ingestion.base import Connector
 from ingestion.demo import DemoSource
 from ingestion.runner import sync_source
 from ingestion.sources import load_sources
-from topics.assign import assign_new_messages
+from topics import model_store
+from topics.assign import AssignResult, assign_new_messages
 from topics.embeddings import Embedder, load_embedder
 from topics.risk_review import rescore_risk
+
+if TYPE_CHECKING:
+    from topics.refit import RefitResult
 
 log = logging.getLogger(__name__)
 FIRST_REFIT_DELAY = timedelta(seconds=20)  # lets a fresh install's first syncs land first
@@ -54,31 +60,38 @@ def schedule_jobs(
 
 
 class TopicJobs:
-    """The worker's topic work, sharing one embedder (loaded on first use)."""
+    """The worker's topic work, sharing one embedder (loaded on first use); fitted models are
+    saved under ``models_dir``."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, models_dir: Path = model_store.MODELS_DIR
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.models_dir = models_dir
 
     @cached_property
     def embedder(self) -> Embedder:
         """The configured embedding model."""
         return load_embedder(self.settings.embedding_model, self.settings.embedding_threads)
 
-    def assign(self) -> None:
+    def assign(self) -> AssignResult:
         """Embed new messages, rescore their risk by similarity, and assign them to the nearest
         topic (or leave them emerging); both share the cached embeddings."""
         rescore_risk(self.engine, self.embedder)
         result = assign_new_messages(self.engine, self.settings, self.embedder)
         if result.scored:
             log.info("assigned %d of %d new messages to topics", result.assigned, result.scored)
+        return result
 
-    def refit(self) -> None:
-        """Refit the topic model on the window; topic IDs stay stable."""
+    def refit(self, now: datetime | None = None) -> RefitResult:
+        """Refit the topic model on the window ending ``now`` (default: the present); topic IDs
+        stay stable."""
         from topics.refit import refit  # BERTopic is imported only by the worker, when needed
 
-        result = refit(self.engine, self.settings, self.embedder)
+        result = refit(self.engine, self.settings, self.embedder, now, self.models_dir)
         log.info("refit: %s", result)
+        return result
 
 
 def schedule_topic_jobs(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> TopicJobs:

@@ -40,6 +40,9 @@ COLUMN_LIMITS = {  # fields stored in columns of limited length
 }
 
 
+BadLine = tuple[int, str]  # (line number, why the line was skipped)
+
+
 class BadRow(ValueError):
     """A line that cannot be imported; the message says what is wrong and how to fix it."""
 
@@ -133,6 +136,21 @@ def record_to_raw(record: dict[str, Any], tz: ZoneInfo) -> RawMessage:
         school=_text(record, "school"),
         source_kind=source if source in SOURCE_KINDS else DEFAULT_SOURCE,
     )
+
+
+def read_jsonl_messages(path: Path, tz: ZoneInfo) -> tuple[int, list[RawMessage], list[BadLine]]:
+    """Every line of a JSONL message file: (lines read, good messages, bad lines with their
+    line number and reason); a bad line never stops the reading."""
+    lines, raws, errors = 0, [], []
+    for line, _position, record in read_records(path, "jsonl"):
+        lines += 1
+        try:
+            if isinstance(record, BadRow):
+                raise record
+            raws.append(record_to_raw(record, tz))
+        except BadRow as exc:
+            errors.append((line, str(exc)))
+    return lines, raws, errors
 
 
 def read_records(path: Path, fmt: str) -> Iterator[tuple[int, int, dict[str, Any] | BadRow]]:

@@ -23,7 +23,7 @@ from core.db import create_db_engine, migrate, read_session, write_connection
 from core.messages import NewMessage, upsert_messages
 from core.models import Message, Topic
 from core.settings import Settings
-from ingestion.files import BadRow, read_records, record_to_raw
+from ingestion.files import read_jsonl_messages
 from ingestion.runner import prepare_messages
 from topics.assign import active_centroids, nearest_topics
 from topics.embeddings import Embedder, cached_embeddings
@@ -42,15 +42,7 @@ class AnalyzeReport:
 
 
 def _read(path: Path, settings: Settings, report: AnalyzeReport) -> list[NewMessage]:
-    raws = []
-    for line, _position, record in read_records(path, "jsonl"):
-        report.rows += 1
-        try:
-            if isinstance(record, BadRow):
-                raise record
-            raws.append(record_to_raw(record, settings.tz))
-        except BadRow as exc:
-            report.errors.append((line, str(exc)))
+    report.rows, raws, report.errors = read_jsonl_messages(path, settings.tz)
     return prepare_messages(raws, "import", settings)
 
 
