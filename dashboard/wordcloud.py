@@ -1,11 +1,14 @@
 """Clickable word clouds: the wordcloud package lays the words out, Plotly draws them as text.
 
-``WordCloud.layout_`` gives each word's font size and the top-left (row, col) where PIL draws
-it. The figure puts every word's anchor at the centre of the box PIL would draw (x = col, y =
-row on a reversed y axis, on a canvas exactly the graph's size), draws it with the same font
-file (served from ``assets/fonts`` and declared in ``assets/pulse.css``), and adds an invisible
-marker about the word's height under each anchor, because Plotly hits points, not text. The
-word and its weight travel in ``customdata`` as plain lists, so ``clickData`` carries them.
+``WordCloud.layout_`` gives each word's font size and the (row, col) where the package put the
+top-left corner of the word's ink box (``getbbox``): it reserves that box (plus ``margin``) and
+draws the ink there. The figure draws each word with the same font file (served from
+``assets/fonts`` and declared in ``assets/pulse.css``) on a canvas exactly the graph's size, with
+a reversed y axis, and puts the text's anchor where Plotly's "middle center" text lands on that
+ink: Plotly centres the advance width on x and puts the baseline ``BASELINE_SHIFT`` em below y. An
+invisible marker about the word's height sits under each anchor, because Plotly hits points, not
+text. The word and its weight travel in ``customdata`` as plain lists, so ``clickData`` carries
+them.
 """
 
 from __future__ import annotations
@@ -24,17 +27,26 @@ from core.settings import PROJECT_ROOT
 FONT_PATH = PROJECT_ROOT / "assets" / "fonts" / "DejaVuSans.ttf"
 FONT_FAMILY = "PulseCloud, 'DejaVu Sans', sans-serif"  # @font-face in assets/pulse.css
 COLORMAP = "Dark2"
+# plotly.js (textPointPosition) puts "middle" text's baseline 0.75 - 0.5 = 0.25 em below its point
+BASELINE_SHIFT = 0.25
+MARGIN = 6  # the layout's margin: words' ink ends up at least MARGIN // 2 pixels apart
 
 
 @dataclass(frozen=True)
 class PlacedWord:
-    """A word where the layout put it: ``x``/``y`` the centre of its box, in canvas pixels."""
+    """A word where the layout put it, in canvas pixels (y grows downwards).
+
+    ``x``/``y`` is the anchor Plotly's "middle center" text is drawn around; ``left``/``top``
+    and ``width``/``height`` the word's ink box, which the layout reserved for it.
+    """
 
     word: str
     weight: float
     font_size: int
     x: float
     y: float
+    left: int
+    top: int
     width: int
     height: int
     colour: str
@@ -56,6 +68,7 @@ def compute_layout(
         colormap=COLORMAP,
         min_font_size=10,
         max_font_size=max(12, height // 4),
+        margin=MARGIN,
     ).generate_from_frequencies(frequencies)
 
 
@@ -74,14 +87,18 @@ def layout_words(
         return []
     placed = []
     for (word, weight), font_size, (row, col), _orientation, colour in cloud.layout_:
-        left, top, right, bottom = ImageFont.truetype(str(font_path), font_size).getbbox(word)
+        font = ImageFont.truetype(str(font_path), font_size)
+        left, top, right, bottom = font.getbbox(word, anchor="ls")  # around the baseline origin
+        origin_x, baseline = col - left, row - top
         placed.append(
             PlacedWord(
                 word=word,
                 weight=float(weight),
                 font_size=int(font_size),
-                x=float(col + (left + right) / 2),
-                y=float(row + (top + bottom) / 2),
+                x=float(origin_x + font.getlength(word) / 2),
+                y=float(baseline - BASELINE_SHIFT * font_size),
+                left=int(col),
+                top=int(row),
                 width=right - left,
                 height=bottom - top,
                 colour=colour,
