@@ -107,6 +107,7 @@ class FiredAlert:
 class Notable:
     """A notable message, its text already masked and shortened."""
 
+    message_id: int
     text: str
     received_at: datetime
     source_kind: str
@@ -218,6 +219,7 @@ def digest_data(
         alerts=[_fired(alert, labels) for alert in fired],
         negative=[
             Notable(
+                m.id,
                 sample_text(m.body),
                 m.received_at,
                 m.source_kind,
@@ -315,17 +317,17 @@ def render_digest(data: DigestData, settings: Settings) -> RenderedEmail:
         "day": day,
         "district": settings.district_name,
         "empty": data.empty,
-        "context": _day_context(data),
-        "volume": _row(data.volume),
-        "channels": [_row(c) for c in data.channels],
-        "topics": [_row(c) for c in data.top_topics],
+        "context": day_context(data),
+        "volume": count_row(data.volume),
+        "channels": [count_row(c) for c in data.channels],
+        "topics": [count_row(c) for c in data.top_topics],
         "new_topics": [
             {"label": t.label, "n": messages_text(t.n), "words": ", ".join(t.words)}
             for t in data.new_topics
         ],
-        "alerts": [_alert_row(a, settings) for a in data.alerts],
+        "alerts": [alert_row(a, settings) for a in data.alerts],
         "negative": [_notable(m, settings) for m in data.negative],
-        "risk": _risk(data.risk_flags),
+        "risk": risk_text(data.risk_flags),
         "campaign": _campaign_text(data.campaign),
         "image": image,
         "words": ", ".join(word for word, _ in data.words[:10]),
@@ -379,7 +381,8 @@ def queue_yesterdays_digest(engine: Engine, settings: Settings) -> int:
     return queue_digest(engine, settings, yesterday(settings))
 
 
-def _day_context(data: DigestData) -> str:
+def day_context(data: DigestData) -> str:
+    """What kind of day it was (and its events) and what "usual" means for it."""
     kind = {"school_day": "A school day", "weekend": "A weekend day", "break": "A break day"}
     text = kind.get(data.day_type, data.day_type)
     if data.events:
@@ -395,7 +398,8 @@ def _day_context(data: DigestData) -> str:
     return text
 
 
-def _row(count: Count) -> dict[str, Any]:
+def count_row(count: Count) -> dict[str, Any]:
+    """A count as a table row: its name, number, usual value and change ("new", "no history")."""
     change = count.change
     if count.usual is None:
         trend = "no history"
@@ -407,7 +411,8 @@ def _row(count: Count) -> dict[str, Any]:
     return {"name": count.name, "n": count.n, "usual": usual, "trend": trend}
 
 
-def _alert_row(alert: FiredAlert, settings: Settings) -> dict[str, Any]:
+def alert_row(alert: FiredAlert, settings: Settings) -> dict[str, Any]:
+    """A fired alert as a title, a detail line (local time, severity, counts) and a colour."""
     title = f"{KIND_TITLES.get(alert.kind, alert.kind)}: {alert.label}"
     detail = f"fired {alert.fired_at.astimezone(settings.tz):%H:%M}, {alert.severity}"
     if alert.kind != "risk" and alert.observed is not None:
@@ -424,7 +429,8 @@ def _notable(message: Notable, settings: Settings) -> dict[str, str]:
     return {"text": message.text, "where": where}
 
 
-def _risk(flags: dict[str, int]) -> str:
+def risk_text(flags: dict[str, int]) -> str:
+    """The day's risk-flag counts as a sentence (never the flagged messages' text)."""
     urgent, review = flags.get("urgent", 0), flags.get("review", 0)
     if not urgent and not review:
         return "No message was flagged for risk."

@@ -34,6 +34,7 @@ WINDOWS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days"}
 DEFAULT_WINDOW = "today"
 TRENDING_HOURS = 24  # trending compares the last complete day of hours with the baseline
 SPARKLINE_HOURS = 48
+NEW_BELOW = 1.0  # a trend expected to have fewer messages than this is "new", not a percentage
 MESSAGE_LIMIT = 500  # message lists show the newest this many
 WORD_SCAN_LIMIT = 20_000  # candidate rows a word search checks word by word
 
@@ -134,8 +135,11 @@ def kpis(
     ]
     where = _message_filters(filters)
     since, _bucket = window_bounds(filters, now, settings)
+    # one indexed count per span: a single scan with a FILTER per span is 20x slower at 200k
     span_counts = [
-        func.count(Message.id).filter(Message.received_at >= a, Message.received_at < b)
+        select(func.count(Message.id))
+        .where(Message.received_at >= a, Message.received_at < b, *where)
+        .scalar_subquery()
         for a, b in spans
     ]
     negative = select(
@@ -143,13 +147,7 @@ def kpis(
         func.count(Message.sentiment),
     ).where(Message.received_at >= since, Message.received_at < now, *where)
     with read_session(engine) as session:
-        counts = session.execute(
-            select(*span_counts).where(
-                Message.received_at >= min(a for a, _ in spans),
-                Message.received_at < now,
-                *where,
-            )
-        ).one()
+        counts = session.execute(select(*span_counts)).one()
         firing = session.scalar(select(func.count(Alert.id)).where(Alert.state == "firing"))
         urgent = session.scalar(
             select(func.count(Message.id)).where(
@@ -218,6 +216,12 @@ class Trend:
     def change(self) -> float:
         """Observed over expected, minus one (0.5 = +50 %)."""
         return self.observed / max(self.expected, 0.5) - 1
+
+    @property
+    def change_text(self) -> str:
+        """The change as shown: "+50%", or "new" when less than one message was expected
+        (a percentage of almost nothing, like "+4700%", says nothing)."""
+        return "new" if self.expected < NEW_BELOW else f"{self.change:+.0%}"
 
     @property
     def score(self) -> float:

@@ -317,7 +317,28 @@ def squeeze(text: str) -> str:
 def open_wall(page: Page, base: str) -> None:
     """Open the wall with its token and wait for its first data."""
     page.goto(f"{base}/wall?token={WALL_TOKEN}")
-    expect(page.locator("#wall-last-updated")).to_have_text(re.compile(r"Last updated \d\d:\d\d"))
+    expect(page.locator("#wall-last-updated")).to_have_text(
+        re.compile(r"Last updated \d\d:\d\d"), timeout=WAIT_MS
+    )
+
+
+def check_wall_fills_the_screen(page: Page, width: int, height: int) -> None:
+    """The cloud is centred and uses most of the width, the heatmap most of the height with
+    labels of at least 24 px, all on screen; trending changes and counts do not touch."""
+    cloud = page.locator("#wall-cloud").bounding_box()
+    assert cloud["width"] >= 0.9 * width and cloud["x"] >= 0
+    assert abs(cloud["x"] + cloud["width"] / 2 - width / 2) <= 20  # centred
+    assert cloud["y"] + cloud["height"] <= height
+    heatmap = page.locator("#wall-heatmap").bounding_box()
+    assert heatmap["height"] >= 0.7 * height and heatmap["y"] + heatmap["height"] <= height
+    sizes = page.locator("#wall-heatmap g.xtick text, #wall-heatmap g.ytick text").evaluate_all(
+        "ticks => ticks.map(t => parseFloat(getComputedStyle(t).fontSize))"
+    )
+    assert sizes and min(sizes) >= 24
+    for row in page.locator(".wall-trend").all():
+        change = row.locator(".wall-trend-change").bounding_box()
+        count = row.locator(".wall-trend-count").bounding_box()
+        assert change["x"] + change["width"] + 16 <= count["x"]  # a clear gap between them
 
 
 def test_wall_shows_aggregates_and_never_message_text(site: Site, browser: Browser):
@@ -345,6 +366,7 @@ def test_wall_shows_aggregates_and_never_message_text(site: Site, browser: Brows
             screenshot(page, f"wall-{panel}")
         assert page.locator("#wall-cloud g.textpoint text").count() >= 20
         rows = page.locator("#wall-heatmap g.ytick text").all_text_contents()
+        check_wall_fills_the_screen(page, 1920, 1080)
         shown = squeeze(page.evaluate("document.body.textContent"))
         page.unroute_all(behavior="ignoreErrors")
     kept = [label(t) for t, n in TOPICS.items() if n >= 5]  # no small topic: "Bullying" is not

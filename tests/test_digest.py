@@ -216,6 +216,11 @@ def test_the_numbers_of_the_day_against_usual(db_engine, settings):
     assert [m.sentiment for m in data.negative] == [-0.9, -0.8, -0.5]  # risk-flagged left out
     assert "[phone]" in data.negative[0].text and "[email]" in data.negative[0].text
     assert "555" not in data.negative[0].text and "jane.doe" not in data.negative[0].text
+    with read_session(db_engine) as session:  # each notable message names its row
+        ids = [m.message_id for m in data.negative]
+        rows = session.execute(select(Message.id, Message.body).where(Message.id.in_(ids)))
+        bodies = {message_id: body for message_id, body in rows}
+    assert [bodies[m.message_id] for m in data.negative] == [PII, SCRIPT, OTHER_BUS[0]]
     assert (data.campaign.size, data.campaign.identical) == (12, 12)
     assert data.campaign.sample == CAMPAIGN and data.campaign.topic == "Bus routes"
     words = {word for word, _ in data.words}

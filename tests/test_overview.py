@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -9,13 +10,14 @@ import pandas as pd
 import pytest
 from dash.exceptions import PreventUpdate
 from flask import g
+from plotly.utils import PlotlyJSONEncoder
 
 from alerts.calendar import SchoolCalendar
 from core.db import create_db_engine, migrate, write_connection, write_session
 from core.messages import NewMessage, upsert_messages
 from core.models import Alert, Topic, TopicCount
 from dashboard.access import ROLE_KEY, USERNAME_KEY
-from dashboard.data import Filters, kpis, topic_heatmap, trending_topics, window_bounds
+from dashboard.data import Filters, Trend, kpis, topic_heatmap, trending_topics, window_bounds
 from dashboard.figures import heatmap_cell, heatmap_figure
 
 NOW = datetime(2026, 3, 4, 15, 30, tzinfo=UTC)  # a Wednesday, 10:30 in New York
@@ -216,3 +218,32 @@ def test_overview_layout_keeps_url_filters_and_reports_bad_ones(app):
         assert bad["overview-filter-error"].is_open is True
         assert "forever" in bad["overview-filter-error"].children
         assert bad["overview-window"].value == "today"
+
+
+def test_unfiltered_selects_show_their_labelled_all_option(app):
+    """dbc.Select keeps "" for a hidden, blank placeholder: "All" must be another value."""
+    from dashboard.pages.overview import filters_to_url, layout
+
+    dash_app, _engine = app
+    with dash_app.server.test_request_context("/"):
+        as_user("viewer")
+        page = layout(kind="email")
+    for id_ in ("overview-kind", "overview-school", "overview-language"):
+        select = page[id_]
+        chosen = [o["label"] for o in select.options if o["value"] == select.value]
+        assert chosen == (["email"] if id_ == "overview-kind" else ["All"])
+        assert "" not in [o["value"] for o in select.options]
+    all_value = page["overview-school"].value
+    assert filters_to_url("today", all_value, all_value, all_value) == ""  # "All": no filter
+    assert filters_to_url("today", "sms", all_value, "es") == "?kind=sms&lang=es"
+
+
+def test_a_trend_with_almost_no_history_reads_new_not_a_huge_percentage(app):
+    from dashboard.pages.overview import trending_list
+
+    _dash_app, _engine = app
+    trends = [Trend(1, "Buses", 24, 0.0), Trend(2, "Lunch", 30, 20.0), Trend(3, "Snow", 3, 0.9)]
+    assert [t.change_text for t in trends] == ["new", "+50%", "new"]
+    assert Trend(4, "Quiet", 1, 1.0).change_text == "+0%"
+    shown = json.dumps(trending_list(trends, Filters()), cls=PlotlyJSONEncoder)
+    assert '"new"' in shown and "+50%" in shown and "4700%" not in shown

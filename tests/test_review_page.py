@@ -126,16 +126,20 @@ def test_a_viewer_sees_counts_and_no_message_text(review_app):
 
 
 def test_an_analyst_reads_the_notable_messages_and_each_read_is_audited(review_app):
-    app, engine, _settings = review_app
+    app, engine, settings = review_app
+    negative = digest_data(engine, settings, DAY).negative
     client = app.server.test_client()
     login(client, "anna")
     reply = show(client)
     text = shown(reply)
-    for body in NOTABLE:
-        assert as_json(body) in text  # as text: the <script> body is a plain string
+    for message in negative:  # as the digest shows them, linked to the full message
+        assert as_json(message.text) in text and f"/message/{message.message_id}" in text
+    assert as_json(SCRIPT) in text  # as text: the <script> body is a plain string
+    assert "(555) 123-4567" not in text and "[phone]" in text  # masked, as in the email
     assert "SECRETRISK" not in text and "SECRETREVIEW" not in text  # risk text stays in the queue
     reads = audited(engine)
     assert len(reads) == 3 and {user for user, _ in reads} == {"anna"}
+    assert sorted(int(target) for _, target in reads) == sorted(m.message_id for m in negative)
     show(client)
     assert len(audited(engine)) == 6  # every showing is a read
 

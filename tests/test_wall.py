@@ -129,6 +129,37 @@ def wall_ids(component) -> set[str]:
     return found
 
 
+def test_trending_rows_keep_change_and_count_apart_and_say_new_without_history(wall_app):
+    from dashboard.pages.wall import trending_panel
+
+    rows = trending_panel([Trend(1, "Bus delays", 24, 0.0), Trend(2, "Lunch", 30, 20.0)]).children
+    cells = [[(c.className, c.children) for c in row.children[:3]] for row in rows]
+    assert cells == [
+        [("wall-trend-label", "Bus delays"), ("wall-trend-change up", "new"),
+         ("wall-trend-count", "24 messages · usually 0")],
+        [("wall-trend-label", "Lunch"), ("wall-trend-change", "+50%"),
+         ("wall-trend-count", "30 messages · usually 20")],
+    ]  # fmt: skip
+
+
+def test_the_heatmap_fills_its_panel_with_large_labels(wall_app):
+    import pandas as pd
+
+    from dashboard.pages.wall import TICK_FONT_SIZE, heatmap_panel, layout
+
+    app, _engine = wall_app
+    hour = pd.Timestamp(NOW).floor("h")
+    counts = pd.DataFrame({"topic_id": [1], "label": ["Bus delays"], "bucket": [hour], "n": [9]})
+    with app.server.test_request_context("/wall"):
+        figure = heatmap_panel(counts, NOW)
+        graph = layout()["wall-heatmap"]
+    assert "height" not in figure["layout"] and figure["layout"]["autosize"] is True
+    assert TICK_FONT_SIZE >= 24
+    assert figure["layout"]["xaxis"]["tickfont"]["size"] == TICK_FONT_SIZE
+    assert figure["layout"]["yaxis"]["tickfont"]["size"] == TICK_FONT_SIZE
+    assert graph.config["responsive"] is True and "wall-fill" in graph.className
+
+
 def test_no_message_text_email_or_phone_anywhere_the_wall_renders(wall_app):
     from dashboard.pages.wall import layout, refresh_wall, wall_version
 

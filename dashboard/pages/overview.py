@@ -50,6 +50,9 @@ dash.register_page(__name__, path="/", title="Pulse · Overview", name="Overview
 CLOUD_SIZE = (720, 340)
 CLOUD_WORDS = 80
 ALL_TOPICS = "all"
+# The channel/school/language selects' "All" value: not "", which dbc.Select keeps for its hidden
+# placeholder option (a selected "" shows blank instead of "All").
+EVERY = "*"
 
 
 def _tile(title: str, value_id: str, note_id: str) -> dbc.Col:
@@ -73,7 +76,7 @@ def _select(id_: str, label: str, options: list[dict[str, str]], value: str) -> 
 
 def _filter_bar(filters: Filters) -> dbc.Row:
     options = filter_options(pulse().engine)
-    every = [{"label": "All", "value": ""}]
+    every = [{"label": "All", "value": EVERY}]
     return dbc.Row(
         [
             _select(
@@ -86,19 +89,19 @@ def _filter_bar(filters: Filters) -> dbc.Row:
                 "overview-kind",
                 "Channel",
                 every + [{"label": k, "value": k} for k in SOURCE_KINDS],
-                filters.source_kind,
+                filters.source_kind or EVERY,
             ),
             _select(
                 "overview-school",
                 "School",
                 every + [{"label": s, "value": s} for s in options["schools"]],
-                filters.school,
+                filters.school or EVERY,
             ),
             _select(
                 "overview-language",
                 "Language",
                 every + [{"label": lang, "value": lang} for lang in options["languages"]],
-                filters.language,
+                filters.language or EVERY,
             ),
         ],
         className="g-2 mb-3",
@@ -228,7 +231,9 @@ def poll_version(_tick: int | None, seen: str | None) -> str:
 
 
 def _filters(window: str, kind: str, school: str, language: str) -> Filters:
-    return Filters(window or "today", kind or "", school or "", language or "")
+    """The filters of the selects' values (``EVERY``, or nothing: all)."""
+    kind, school, language = ("" if v in (None, EVERY) else v for v in (kind, school, language))
+    return Filters(window or "today", kind, school, language)
 
 
 @callback(
@@ -319,7 +324,7 @@ def trending_list(trends: list[Any], filters: Filters) -> html.Div | dbc.ListGro
                         dbc.Col(
                             [
                                 html.Div(f"{trend.observed} vs {trend.expected:.0f}"),
-                                html.Div(f"{trend.change:+.0%}", className=f"small {colour}"),
+                                html.Div(trend.change_text, className=f"small {colour}"),
                             ],
                             width=3,
                             className="text-end",

@@ -3,7 +3,8 @@ same data as the morning digest email (:func:`alerts.digest.digest_data`, cached
 version): volume against usual, top and new topics with their changes, alerts that fired,
 notable messages, the word cloud; the day's topic table as CSV and the word cloud as PNG.
 
-Viewers see the notable messages as counts; analysts read them (each read is audit-logged).
+Viewers see the notable messages as counts; analysts read them as the digest shows them (masked,
+shortened; each read is audit-logged) with a link to the full message.
 The page prints cleanly: the navigation and controls carry ``d-print-none``.
 """
 
@@ -22,19 +23,16 @@ from dash.exceptions import PreventUpdate
 from sqlalchemy import Engine
 
 from alerts.digest import (
-    NEGATIVE_BELOW,
-    NEGATIVE_MESSAGES,
     DigestData,
-    _alert_row,
-    _day_context,
-    _risk,
-    _row,
+    alert_row,
+    count_row,
+    day_context,
     digest_data,
+    risk_text,
     word_cloud_png,
     yesterday,
 )
-from core.models import Message
-from core.queries import data_version, local_day_bounds, most_negative_messages
+from core.queries import data_version
 from core.settings import Settings
 from dashboard.access import audit_message_read, current_username, role_at_least
 from dashboard.cache import cached
@@ -102,15 +100,10 @@ def topic_csv(data: DigestData) -> str:
     return buffer.getvalue()
 
 
-def notable_messages(
-    engine: Engine, settings: Settings, day: date, username: str | None
-) -> list[Message]:
-    """The digest's notable (most negative, not risk-flagged) messages of ``day`` with their
-    ids, for an analyst; each one shown is written to the audit log under ``username``."""
-    start, end = local_day_bounds(day, settings.tz)
-    found = most_negative_messages(engine, start, end, NEGATIVE_MESSAGES, NEGATIVE_BELOW)
-    audit_message_read(engine, username, [m.id for m in found], action="review_notable")
-    return found
+def audit_notable(engine: Engine, data: DigestData, username: str | None) -> None:
+    """Write the showing of the digest's notable messages to an analyst to the audit log."""
+    ids = [m.message_id for m in data.negative]
+    audit_message_read(engine, username, ids, action="review_notable")
 
 
 def _table(header: list[str], rows: list[list[Any]], id_: str) -> dbc.Table:
@@ -134,14 +127,14 @@ def _card(title: str, body: Any, id_: str) -> dbc.Card:
 
 def summary_section(data: DigestData) -> dbc.Card:
     """Volume against usual, overall and per channel, with the day's context."""
-    volume = _row(data.volume)
-    rows = [[c["name"], c["n"], c["usual"], c["trend"]] for c in map(_row, data.channels)]
+    volume = count_row(data.volume)
+    rows = [[c["name"], c["n"], c["usual"], c["trend"]] for c in map(count_row, data.channels)]
     return _card(
         "Volume",
         [
             html.H3(f"{volume['n']:,} messages", id="review-volume"),
             html.Div(f"usual {volume['usual']}, {volume['trend']}", className="text-muted"),
-            html.Div(_day_context(data), className="small text-muted mb-2"),
+            html.Div(day_context(data), className="small text-muted mb-2"),
             _table(["Channel", "Messages", "Usual", "Change"], rows, "review-channels"),
         ],
         "review-summary",
@@ -152,7 +145,7 @@ def topics_section(data: DigestData, day: date) -> dbc.Card:
     """The top topics with their changes (linked to their pages), then the new topics."""
     rows = [
         [dcc.Link(c.name, href=f"/topics/{c.topic_id}"), row["n"], row["usual"], row["trend"]]
-        for c, row in ((c, _row(c)) for c in data.top_topics)
+        for c, row in ((c, count_row(c)) for c in data.top_topics)
     ]
     body: list[Any] = [_table(["Topic", "Messages", "Usual", "Change"], rows, "review-topics")]
     if data.new_topics:
@@ -182,27 +175,25 @@ def alerts_section(data: DigestData, settings: Settings) -> dbc.Card:
         body = html.Ul(
             [
                 html.Li([html.Strong(row["title"]), html.Span(f" · {row['detail']}")])
-                for row in (_alert_row(a, settings) for a in data.alerts)
+                for row in (alert_row(a, settings) for a in data.alerts)
             ],
             id="review-alerts",
         )
     return _card("Alerts fired", body, "review-alerts-card")
 
 
-def notable_section(
-    data: DigestData, messages: list[Message] | None, settings: Settings
-) -> dbc.Card:
-    """Notable messages: their text for analysts (``messages``), else only how many there are;
-    the risk-flag counts; the largest near-duplicate campaign."""
+def notable_section(data: DigestData, analyst: bool, settings: Settings) -> dbc.Card:
+    """Notable messages: their masked text and a link for an ``analyst``, else only how many
+    there are; the risk-flag counts; the largest near-duplicate campaign."""
     body: list[Any] = []
-    if messages is None:
+    if not analyst:
         body.append(
             html.Div(
                 f"{len(data.negative)} notably negative messages; analysts can read them here.",
                 id="review-notable-count",
             )
         )
-    elif not messages:
+    elif not data.negative:
         body.append(html.Div("No notably negative message.", className="text-muted"))
     else:
         body.append(
@@ -210,10 +201,10 @@ def notable_section(
                 [
                     html.Li(
                         [
-                            html.Pre(m.body, className="message-text"),
+                            html.Pre(m.text, className="message-text"),
                             html.Div(
                                 [
-                                    dcc.Link(f"#{m.id}", href=f"/message/{m.id}"),
+                                    dcc.Link(f"#{m.message_id}", href=f"/message/{m.message_id}"),
                                     f" · {m.received_at.astimezone(settings.tz):%H:%M}"
                                     f" · {m.source_kind}",
                                 ],
@@ -222,16 +213,16 @@ def notable_section(
                         ],
                         className="mb-2",
                     )
-                    for m in messages
+                    for m in data.negative
                 ],
                 id="review-notable",
             )
         )
-    body.append(html.Div(_risk(data.risk_flags), className="mt-2", id="review-risk"))
+    body.append(html.Div(risk_text(data.risk_flags), className="mt-2", id="review-risk"))
     if data.campaign is not None:
         note = f"Largest campaign: {data.campaign.size} near-identical messages"
         body.append(html.Div(note, className="mt-2", id="review-campaign"))
-        if messages is not None:
+        if analyst:
             body.append(html.Pre(data.campaign.sample, className="message-text small"))
     return _card("Notable messages", body, "review-notable-card")
 
@@ -255,11 +246,8 @@ def review_sections(day: date, analyst: bool) -> list[Any]:
     heading = html.H4(f"Daily review · {day:%A %d %B %Y}", id="review-title")
     if data.empty:
         return [heading, dbc.Alert("No message arrived on this day.", color="secondary")]
-    messages = (
-        notable_messages(context.engine, context.settings, day, current_username())
-        if analyst
-        else None
-    )
+    if analyst:
+        audit_notable(context.engine, data, current_username())
     return [
         heading,
         dbc.Row(
@@ -268,7 +256,7 @@ def review_sections(day: date, analyst: bool) -> list[Any]:
                 dbc.Col([topics_section(data, day), cloud_section(data)], lg=7),
             ]
         ),
-        notable_section(data, messages, context.settings),
+        notable_section(data, analyst, context.settings),
     ]
 
 

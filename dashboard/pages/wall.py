@@ -41,8 +41,11 @@ PANELS = {
     "trending": "Trending vs usual (last 24 hours)",
     "alerts": "Alerts",
 }
-CLOUD_SIZE = (1400, 640)
+# The word cloud's fixed canvas: the panel's full width and height on a 1920x1080 screen (below
+# the header and panel title), centred by wall.css.
+CLOUD_SIZE = (1800, 840)
 HEATMAP_TOPICS = 10
+TICK_FONT_SIZE = 26  # heatmap labels, readable at 3 m
 # Bright on a dark background (the overview's Dark2 colours are too dim across a room).
 WALL_COLOURS = ["#8ecae6", "#ffb703", "#90be6d", "#f28482", "#cdb4db", "#f9c74f", "#4cc9f0"]
 WALL_FONT = {"family": "'DejaVu Sans', sans-serif", "size": 22, "color": "#e9ecef"}
@@ -73,7 +76,11 @@ def layout(**_query: str) -> html.Div:
             config={"staticPlot": True, "responsive": False},
             style={"width": f"{width}px", "height": f"{height}px"},
         ),
-        "heatmap": dcc.Graph(id="wall-heatmap", config={"staticPlot": True}),
+        "heatmap": dcc.Graph(
+            id="wall-heatmap",
+            config={"staticPlot": True, "responsive": True},
+            className="wall-fill",
+        ),
         "trending": html.Div(id="wall-trending"),
         "alerts": html.Div(id="wall-alerts"),
     }
@@ -150,20 +157,23 @@ def cloud_panel(words: list[tuple[str, float]]) -> dict[str, Any]:
 
 
 def heatmap_panel(counts: pd.DataFrame, now: datetime) -> dict[str, Any]:
-    """Today's kept topics by local hour (a figure dict)."""
+    """Today's kept topics by local hour (a figure dict) sized by its graph, so it fills the
+    panel, with large tick labels."""
     tz = pulse().settings.tz
     since, bucket = window_bounds(Filters(), now, pulse().settings)
     first = pd.Timestamp(since).tz_convert(tz)
     hours = list(pd.date_range(first, pd.Timestamp(now).tz_convert(tz).floor("h"), freq="h"))
     figure = heatmap_figure(counts, hours, bucket, top=HEATMAP_TOPICS)
     figure.update_traces(colorscale="Viridis", showscale=False, hoverinfo="skip")
-    rows = min(HEATMAP_TOPICS, counts["topic_id"].nunique()) if not counts.empty else 0
-    figure.update_layout(height=max(300, 64 * rows + 100), margin={"l": 20, "r": 20, "b": 60})
+    figure.update_layout(height=None, autosize=True, margin={"l": 20, "r": 20, "t": 10, "b": 60})
+    figure.update_xaxes(tickfont_size=TICK_FONT_SIZE)
+    figure.update_yaxes(tickfont_size=TICK_FONT_SIZE)
     return _dark(figure).to_plotly_json()
 
 
 def trending_panel(trends: list[Trend]) -> html.Div:
-    """The trending topics, one large row each: label, change, count and a sparkline."""
+    """The trending topics, one large row each: label, change ("new" when almost nothing was
+    expected), count against usual and a sparkline."""
     if not trends:
         return html.Div("No topic is busy enough to show yet.", className="wall-quiet")
     rows = []
@@ -174,11 +184,11 @@ def trending_panel(trends: list[Trend]) -> html.Div:
                 [
                     html.Span(trend.label, className="wall-trend-label"),
                     html.Span(
-                        f"{trend.change:+.0%}",
+                        trend.change_text,
                         className="wall-trend-change up" if rising else "wall-trend-change",
                     ),
                     html.Span(
-                        f"{trend.observed:,} (usually {trend.expected:,.0f})",
+                        f"{trend.observed:,} messages · usually {trend.expected:,.0f}",
                         className="wall-trend-count",
                     ),
                     dcc.Graph(
