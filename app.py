@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from core.db import create_db_engine, migrate
-from core.export import EXPORT_FORMATS, export_messages
+from core.export import EXPORT_FORMATS, export_audit_log, export_messages
 from core.models import ALERT_KINDS, ROLES, utcnow
 from core.queries import source_health, topic_list
 from core.settings import Settings
@@ -26,6 +26,7 @@ from core.worker import (
     schedule_alert_jobs,
     schedule_digest_job,
     schedule_jobs,
+    schedule_retention_job,
     schedule_topic_jobs,
 )
 from dashboard.tables import source_health_rows
@@ -144,6 +145,7 @@ def worker() -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     schedule_digest_job(scheduler, runtime.engine, runtime.settings)
+    schedule_retention_job(scheduler, runtime.engine, runtime.settings)
     _stop_on_sigterm()
     click.echo(f"Pulse worker: {len(sources)} source(s) and the topic jobs scheduled", err=True)
     scheduler.start()
@@ -586,6 +588,109 @@ def alerts_silence(
     except AlertError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"silence {silence_id} until {now + timedelta(hours=hours):%Y-%m-%d %H:%M} UTC")
+
+
+@cli.group()
+def privacy() -> None:
+    """Retention purge, per-author erasure and the audit log."""
+
+
+@privacy.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+def privacy_purge(dry_run: bool) -> None:
+    """Blank the text, subject, author and original of messages older than PULSE_RETENTION_DAYS
+    (counts, topics, sentiment and risk level stay); the worker does it daily."""
+    from core.retention import purge_raw
+
+    runtime = Runtime()
+    result = purge_raw(runtime.engine, runtime.settings, utcnow(), dry_run=dry_run)
+    if result.cutoff is None:
+        click.echo("PULSE_RETENTION_DAYS is 0: messages are kept forever, nothing purged")
+        return
+    verb = "would purge" if dry_run else "purged"
+    click.echo(
+        f"{verb} {result.messages} messages received before {result.cutoff:%Y-%m-%d %H:%M} UTC "
+        f"({result.embeddings} embeddings)"
+    )
+
+
+@privacy.command("erase-author")
+@click.argument("address")
+@click.option("--user", required=True, help="Who erases (recorded in the audit log).")
+def privacy_erase_author(address: str, user: str) -> None:
+    """Delete every message from ADDRESS (email, phone number or handle as the source gave it);
+    the counts are corrected and the audit log records the author's hash, never the address."""
+    from core.retention import erase_author
+
+    runtime = Runtime()
+    try:
+        result = erase_author(runtime.engine, runtime.settings, address, user)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"erased {result.messages} messages ({result.embeddings} embeddings) of that author")
+
+
+@privacy.command("audit-export")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="Only entries from this UTC date (YYYY-MM-DD) or time on.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    required=True,
+    help="FILE.csv or FILE.jsonl: the extension chooses the format.",
+)
+def privacy_audit_export(since: datetime | None, output: Path) -> None:
+    """Export the audit log (logins, raw message reads, risk reviews, erasures) as CSV or JSONL."""
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in EXPORT_FORMATS:
+        raise click.BadParameter(
+            f"{output.name}: name the file .csv or .jsonl", param_hint="'-o' / '--output'"
+        )
+    engine = Runtime().engine
+    with output.open("w", encoding="utf-8", newline="") as out:
+        count = export_audit_log(engine, fmt, out, since.replace(tzinfo=UTC) if since else None)
+    click.echo(f"exported {count} audit log entries to {output}", err=True)
+
+
+@cli.command("backup")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(out: Path) -> None:
+    """Back the SQLite database up to the new file OUT while Pulse keeps running (for PostgreSQL:
+    prints the pg_dump command)."""
+    from core.backup import BackupError, backup_sqlite, postgres_commands, sqlite_path
+
+    url = load_settings().resolved_database_url
+    try:
+        if sqlite_path(url) is None:
+            click.echo(postgres_commands(url, out)[0])
+            return
+        pages = backup_sqlite(url, out)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backed up {pages} pages to {out}", err=True)
+
+
+@cli.command("restore")
+@click.argument("backup", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+def restore_command(backup: Path, force: bool) -> None:
+    """Restore the SQLite database from the file BACKUP and migrate it; stop the worker and the
+    dashboard first (for PostgreSQL: prints the pg_restore command)."""
+    from core.backup import BackupError, postgres_commands, restore_sqlite, sqlite_path
+
+    url = load_settings().resolved_database_url
+    try:
+        if sqlite_path(url) is None:
+            click.echo(postgres_commands(url, backup)[1])
+            return
+        pages = restore_sqlite(backup, url, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {pages} pages from {backup}", err=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         description="Failed logins allowed per username and address, per seconds (`5/300`: 5 "
         "failures in 5 minutes, then HTTP 429 until the oldest expires).",
     )
+    retention_days: int = Field(
+        365,
+        ge=0,
+        description="Messages older than this many days lose their text, subject, author and "
+        "original (counts, topics, sentiment and risk level stay); 0 keeps everything. Must be "
+        "longer than `PULSE_TOPIC_WINDOW_DAYS`.",
+    )
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
 
     @field_validator("timezone")
@@ -276,6 +283,16 @@ class Settings(BaseSettings):
                 f"login_rate_limit {value!r}: use FAILURES/SECONDS with both above 0, e.g. '5/300'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _retention_outlasts_topic_window(self) -> Settings:
+        if 0 < self.retention_days <= self.topic_window_days:
+            raise ValueError(
+                f"retention_days {self.retention_days} is within topic_window_days "
+                f"{self.topic_window_days}: a refit would re-learn topics from purged messages; "
+                "set PULSE_RETENTION_DAYS above PULSE_TOPIC_WINDOW_DAYS (or 0 to keep everything)"
+            )
+        return self
 
     @property
     def tz(self) -> ZoneInfo:

@@ -1,6 +1,7 @@
 """The background worker: a sync job per configured source, each at its own interval, and the
 topic jobs (assign new messages every minute, refit every few hours), and the alert jobs
-(evaluate alerts, alert on urgent risk messages, send queued emails)."""
+(evaluate alerts, alert on urgent risk messages, send queued emails), and the daily retention
+purge."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from core.db import read_session
 from core.models import Topic, utcnow
+from core.retention import purge_raw
 from core.settings import Settings
 from ingestion.base import Connector
 from ingestion.demo import DemoSource
@@ -132,6 +134,24 @@ def schedule_digest_job(scheduler: BaseScheduler, engine: Engine, settings: Sett
         coalesce=True,
         misfire_grace_time=3600,
     )
+
+
+def schedule_retention_job(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> None:
+    """Purge message text older than ``settings.retention_days`` once a day (03:30 local time,
+    and once soon after start); nothing is scheduled when retention is off (0)."""
+    if settings.retention_days == 0:
+        return
+
+    def purge() -> None:
+        result = purge_raw(engine, settings, utcnow())
+        if result.messages:
+            log.info("retention: purged %d messages received before %s", result.messages,
+                     result.cutoff)  # fmt: skip
+
+    scheduler.add_job(purge, CronTrigger(hour=3, minute=30, timezone=settings.tz),
+                      id="privacy:retention", name="purge old message text", max_instances=1,
+                      coalesce=True, misfire_grace_time=3600,
+                      next_run_time=utcnow())  # fmt: skip
 
 
 def schedule_alert_jobs(scheduler: BaseScheduler, engine: Engine, settings: Settings) -> None:

@@ -167,15 +167,27 @@ def hour_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def add_counts(conn: Connection, messages: Iterable[tuple[int, Any]]) -> None:
-    """Add (topic_id, message row) pairs to ``topic_counts``: one upsert per hour x topic x
-    source kind x school. Rows need ``received_at``, ``source_kind``, ``school``, ``sentiment``."""
-    totals: Counter[tuple[int, datetime, str, str]] = Counter()
-    negatives: Counter[tuple[int, datetime, str, str]] = Counter()
+CountKey = tuple[int, datetime, str, str]  # topic_counts' key: topic, hour, source kind, school
+
+
+def bucket_totals(
+    messages: Iterable[tuple[int, Any]],
+) -> tuple[Counter[CountKey], Counter[CountKey]]:
+    """(topic_id, message row) pairs counted per ``topic_counts`` key: (all, negative). Rows need
+    ``received_at``, ``source_kind``, ``school``, ``sentiment``."""
+    totals: Counter[CountKey] = Counter()
+    negatives: Counter[CountKey] = Counter()
     for topic, row in messages:
         key = (topic, hour_start(row.received_at), row.source_kind, row.school or "")
         totals[key] += 1
         negatives[key] += row.sentiment is not None and row.sentiment < NEGATIVE_BELOW
+    return totals, negatives
+
+
+def add_counts(conn: Connection, messages: Iterable[tuple[int, Any]]) -> None:
+    """Add (topic_id, message row) pairs to ``topic_counts``: one upsert per hour x topic x
+    source kind x school. Rows need ``received_at``, ``source_kind``, ``school``, ``sentiment``."""
+    totals, negatives = bucket_totals(messages)
     if not totals:
         return
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
