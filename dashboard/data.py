@@ -194,12 +194,18 @@ def topic_heatmap(
 
 
 def _local_midnight(local: pd.Series) -> pd.Series:
-    """Each local timestamp's local midnight (correct across DST changes, unlike floor)."""
-    return pd.Series(
-        [pd.Timestamp(datetime.combine(t.date(), time(), t.tzinfo)) for t in local],
-        index=local.index,
+    """Each local timestamp's local midnight (correct across DST changes, unlike floor).
+
+    Computed once per distinct day and looked up (a loop over every row took 0.4 s at 12k).
+    """
+    days = local.dt.date
+    distinct = pd.unique(days)
+    midnights = pd.Series(
+        [pd.Timestamp(datetime.combine(d, time(), local.dt.tz)) for d in distinct],
+        index=distinct,
         dtype=local.dtype,
     )
+    return pd.Series(midnights.loc[days].array, index=local.index, dtype=local.dtype)
 
 
 @dataclass(frozen=True)
