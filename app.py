@@ -20,7 +20,7 @@ from core.export import EXPORT_FORMATS, export_audit_log, export_messages
 from core.models import ALERT_KINDS, ROLES, utcnow
 from core.queries import source_health, topic_list
 from core.settings import Settings
-from core.users import UserError, add_user, list_users
+from core.users import UserError, add_user, ensure_first_admin, list_users
 from core.worker import (
     configured_sources,
     schedule_alert_jobs,
@@ -105,6 +105,10 @@ def run(host: str | None, port: int | None, demo: bool) -> None:
     """Everything on one box: migrations, a worker process and the dashboard."""
     runtime = Runtime()
     _sources(runtime, demo=demo)  # a broken sources file stops here, with its message
+    password = ensure_first_admin(runtime.engine)
+    if password:
+        click.echo(f"First run: sign in as admin with password {password} (shown once; add "
+                   "people with `python app.py users add NAME --role ROLE`)", err=True)  # fmt: skip
     env = {**os.environ, "PULSE_DEMO_ENABLED": "true" if demo else "false"}
     # The worker (ingestion, topic model) runs in its own process, so a refit never slows the
     # dashboard; it stops with this command.

@@ -73,3 +73,13 @@ def list_users(engine: Engine) -> list[User]:
     """All users, by name."""
     with read_session(engine) as session:
         return list(session.scalars(select(User).order_by(User.username)))
+
+
+def ensure_first_admin(engine: Engine, username: str = "admin") -> str | None:
+    """On a database with no users, create ``username`` as admin with a random password and
+    return that password (to show once); None when users exist already."""
+    if list_users(engine):
+        return None
+    password = secrets.token_urlsafe(12)
+    add_user(engine, username, password, "admin")
+    return password

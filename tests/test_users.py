@@ -6,7 +6,14 @@ import pytest
 from click.testing import CliRunner
 
 from app import cli
-from core.users import UserError, add_user, hash_password, list_users, verify_password
+from core.users import (
+    UserError,
+    add_user,
+    ensure_first_admin,
+    hash_password,
+    list_users,
+    verify_password,
+)
 
 
 def test_password_hash_is_salted_scrypt_and_verifies():
@@ -48,3 +55,11 @@ def test_users_cli_prompts_for_the_password(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "exists already" in result.output
     result = runner.invoke(cli, ["users", "list"])
     assert result.stdout == "maria\tadmin\n"
+
+
+def test_the_first_admin_is_made_once_with_a_password_that_signs_in(db_engine):
+    password = ensure_first_admin(db_engine)
+    (admin,) = list_users(db_engine)
+    assert (admin.username, admin.role) == ("admin", "admin")
+    assert password and verify_password(password, admin.password_hash)
+    assert ensure_first_admin(db_engine) is None and len(list_users(db_engine)) == 1
