@@ -327,7 +327,17 @@ def _fit_bertopic(
     space = _style_removed(embeddings)
     y, guided = _guide(space(embeddings), space(seeds) if seeds is not None else None)
     umap = UMAP(**UMAP_PARAMS, random_state=settings.topic_seed, n_jobs=1)
-    layout = umap.fit_transform(guided, y=y)
+    # Identical messages (a copy-pasted campaign) share one UMAP point: exact duplicates make
+    # UMAP's spectral initialisation fail, and its random fallback differs from run to run.
+    # Rows keep their first occurrence's order, so a window without duplicates fits as is.
+    _, first, copies = np.unique(guided, axis=0, return_index=True, return_inverse=True)
+    if len(first) < SMALL_DATA:  # too few distinct messages for UMAP: the small-data way
+        return None
+    order = np.argsort(first)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    targets = y[first[order]] if y is not None else None
+    layout = umap.fit_transform(guided[first[order]], y=targets)[position[copies.reshape(-1)]]
     for factor in (MIN_SAMPLES_FACTOR, 1.0):
         min_samples = round(factor * min_size)
         clusters = HDBSCAN(
