@@ -7,18 +7,16 @@ audit-logged.
 
 from __future__ import annotations
 
-from typing import Any
-
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, html
+from dash import html
 
 from core.models import utcnow
 from core.settings import Settings
 from dashboard.access import audit_message_read, current_username, role_at_least
 from dashboard.context import pulse
 from dashboard.data import MessageQuery, find_messages, get_topic, message_rows, topic_labels
-from dashboard.pages.topic import message_grid
+from dashboard.pages.topic import grid_callbacks, message_grid
 
 dash.register_page(
     __name__, path="/messages", title="Pulse · Messages", name="Messages", min_role="analyst"
@@ -76,22 +74,4 @@ def layout(**query: str) -> html.Div:
     )
 
 
-@callback(
-    Output("messages-grid", "dashGridOptions"),
-    Input("messages-grid-search", "value"),
-    State("messages-grid", "dashGridOptions"),
-    prevent_initial_call=True,
-)
-def search_messages(text: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """Filter the grid by ``text`` anywhere in a row."""
-    return {**options, "quickFilterText": text or ""}
-
-
-@callback(
-    Output("messages-grid", "exportDataAsCsv"),
-    Input("messages-grid-export", "n_clicks"),
-    prevent_initial_call=True,
-)
-def export_messages(n_clicks: int | None) -> bool:
-    """Download the grid (as filtered and sorted) as CSV."""
-    return bool(n_clicks)
+grid_callbacks("messages-grid")

@@ -228,25 +228,32 @@ def rename(n_clicks: int | None, label: str | None, topic_id: int) -> tuple[Any,
     return _header(topic), f"Renamed to “{topic.display_label}”."
 
 
-@callback(
-    Output("topic-messages", "dashGridOptions"),
-    Input("topic-messages-search", "value"),
-    State("topic-messages", "dashGridOptions"),
-    prevent_initial_call=True,
-)
-def search_messages(text: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """Filter the grid by ``text`` anywhere in a row."""
+def quick_filter(text: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Filter a message grid by ``text`` anywhere in a row."""
     return {**options, "quickFilterText": text or ""}
 
 
-@callback(
-    Output("topic-messages", "exportDataAsCsv"),
-    Input("topic-messages-export", "n_clicks"),
-    prevent_initial_call=True,
-)
-def export_messages(n_clicks: int | None) -> bool:
-    """Download the grid (as filtered and sorted) as CSV."""
+def export_clicked(n_clicks: int | None) -> bool:
+    """Download a message grid (as filtered and sorted) as CSV."""
     return bool(n_clicks)
+
+
+def grid_callbacks(id_: str) -> None:
+    """Register the search and CSV export of the grid :func:`message_grid` made as ``id_``."""
+    callback(
+        Output(id_, "dashGridOptions"),
+        Input(f"{id_}-search", "value"),
+        State(id_, "dashGridOptions"),
+        prevent_initial_call=True,
+    )(quick_filter)
+    callback(
+        Output(id_, "exportDataAsCsv"),
+        Input(f"{id_}-export", "n_clicks"),
+        prevent_initial_call=True,
+    )(export_clicked)
+
+
+grid_callbacks("topic-messages")
 
 
 @callback(
